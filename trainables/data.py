@@ -1,0 +1,183 @@
+"""Dataset registry. Every dataset becomes in-memory tensors: images float32 in [0,1], NCHW;
+labels int64. A validation split is always carved from train (the search reads it); the test
+split is only for the final curves."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from trainables.config import DataConfig
+from trainables.registry import Registry
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset cannot be read or fetched; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # float32 [N, C, H, W] in [0, 1]
+    y: torch.Tensor  # int64 [N]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+    def head(self, n: int) -> "Split":
+        """The first n examples (all of them when n <= 0)."""
+        return self if n <= 0 else Split(self.x[:n], self.y[:n])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    mean: tuple[float, ...]  # per channel, from the training split; used inside the model
+    std: tuple[float, ...]
+    family: str  # "mnist-like" or "cifar-like": picks ε grids and paper defaults
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+
+
+# Per family: the standard target ε of the papers and the grid of the robustness curve.
+TARGET_EPS = {"mnist-like": 0.3, "cifar-like": 8 / 255}
+EPS_GRID = {
+    "mnist-like": (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4),
+    "cifar-like": tuple(e / 255 for e in (0, 2, 4, 6, 8, 10, 12, 16)),
+}
+
+Loader = Callable[[DataConfig], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+DATASETS: Registry[tuple[Loader, str]] = Registry("dataset")
+
+
+def register_dataset(name: str, family: str) -> Callable[[Loader], Loader]:
+    def add(loader: Loader) -> Loader:
+        DATASETS.register(name)((loader, family))
+        return loader
+
+    return add
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    loader, family = DATASETS.get(cfg.dataset)
+    x_train, y_train, x_test, y_test = loader(cfg)
+    train, val = _carve_validation(_to_split(x_train, y_train), cfg.val_fraction, cfg.split_seed)
+    test = _to_split(x_test, y_test)
+    channels = tuple(range(train.x.shape[1]))
+    mean = tuple(float(train.x[:, c].mean()) for c in channels)
+    std = tuple(max(float(train.x[:, c].std()), 1e-3) for c in channels)
+    num_classes = int(max(int(train.y.max()), int(test.y.max())) + 1)
+    return Dataset(cfg.dataset, train, val, test, num_classes, mean, std, family)
+
+
+def _carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction={fraction} must be in (0, 1)")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(fraction * len(train))))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx])
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    """Accepts NHW, NHWC or NCHW; uint8 (0..255) or float already in [0, 1]."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4:
+        raise DatasetUnavailable(f"images must be NHW, NHWC or NCHW; got shape {images.shape}")
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise DatasetUnavailable("float images must lie in [0, 1] (or be given as uint8)")
+    y = torch.from_numpy(np.asarray(labels).astype(np.int64).reshape(-1))
+    if len(y) != len(x):
+        raise DatasetUnavailable(f"{len(x)} images but {len(y)} labels")
+    return Split(x, y)
+
+
+@register_dataset("digits", family="mnist-like")
+def _digits(cfg: DataConfig):
+    """scikit-learn's 1,797 8x8 digits (shipped in its wheel: works offline), 20% held out as test."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)
+    y = digits.target
+    order = np.random.default_rng(cfg.split_seed).permutation(len(y))
+    n_test = len(y) // 5
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+@register_dataset("npz", family="mnist-like")
+def _npz(cfg: DataConfig):
+    """A user's own data: an .npz with x_train, y_train, x_test, y_test (see README)."""
+    path = Path(cfg.data_dir)
+    if not cfg.data_dir or not path.is_file():
+        raise DatasetUnavailable(f"--dataset npz needs --data-dir pointing at an .npz file; got {cfg.data_dir!r}")
+    with np.load(path) as archive:
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(archive.files)
+        if missing:
+            raise DatasetUnavailable(f"{path} lacks arrays {sorted(missing)}")
+        return archive["x_train"], archive["y_train"], archive["x_test"], archive["y_test"]
+
+
+def _torchvision_loader(name: str, builder: Callable[[str, bool], tuple]) -> Loader:
+    def load(cfg: DataConfig):
+        root = cfg.data_dir or "./data"
+        try:
+            train, test = builder(root, True), builder(root, False)
+        except Exception as error:  # torchvision raises URLError, RuntimeError, OSError...
+            raise DatasetUnavailable(
+                f"could not load {name} into --data-dir {root!r} ({type(error).__name__}: {error}). "
+                f"Offline? Put the files in that folder, or use the embedded `--dataset digits`, "
+                f"or `--dataset npz --data-dir FILE.npz`."
+            ) from error
+        return (*_torchvision_arrays(train), *_torchvision_arrays(test))
+
+    return load
+
+
+def _torchvision_arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+    data = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else np.asarray(ds.data)
+    labels = getattr(ds, "targets", None)
+    if labels is None:
+        labels = ds.labels  # SVHN
+    labels = labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    return data, labels
+
+
+def _tv(cls_name: str, split_kw: str = "train"):
+    def build(root: str, train: bool):
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, cls_name)
+        split = {"train": train} if split_kw == "train" else {"split": "train" if train else "test"}
+        return cls(root, download=True, **split)
+
+    return build
+
+
+for _name, _cls, _family, _kw in [
+    ("mnist", "MNIST", "mnist-like", "train"),
+    ("fashion-mnist", "FashionMNIST", "mnist-like", "train"),
+    ("cifar10", "CIFAR10", "cifar-like", "train"),
+    ("cifar100", "CIFAR100", "cifar-like", "train"),
+    ("svhn", "SVHN", "cifar-like", "split"),
+]:
+    register_dataset(_name, _family)(_torchvision_loader(_name, _tv(_cls, _kw)))

@@ -1,0 +1,157 @@
+"""`run_trial`: everything one trial does, with no knowledge of Ray, MLflow or Optuna.
+
+It builds data, model and method from the registries, trains for `epochs`, reports after each
+epoch (metrics + a checkpointable state), and after the last epoch attacks the test split for the
+robustness curve. Given the state of an earlier report it resumes after that epoch.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from trainables.config import TrialConfig
+from trainables.data import EPS_GRID, TARGET_EPS, Dataset, Split, load_dataset
+from trainables.evaluate import CurvePoint, accuracy, pgd_accuracy, robustness_curve, worst_at
+from trainables.methods import METHODS, Method, TrainSettings
+from trainables.models import ModelSpec, build_model
+
+
+class Reporter(Protocol):
+    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        """Called once per epoch; `state` is what `run_trial(resume=...)` accepts back."""
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Training diverged; the trial fails with this message."""
+
+
+@dataclass
+class TrialResult:
+    clean_acc: float  # test split
+    robust_acc: float  # test split, worst case over attacks at the target ε
+    val_robust_acc: float
+    target_eps: float
+    curve: list[CurvePoint] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Protocol_:
+    """The ε values a trial uses, with the dataset family's defaults filled in."""
+
+    target_eps: float
+    train_eps: float
+    eps_grid: tuple[float, ...]
+
+
+def resolve_protocol(config: TrialConfig, family: str) -> Protocol_:
+    target = config.eval.target_eps if config.eval.target_eps is not None else TARGET_EPS[family]
+    train_eps = config.attack.train_eps if config.attack.train_eps is not None else target
+    grid = config.eval.eps_grid or EPS_GRID[family]
+    if not any(math.isclose(e, target) for e in grid):
+        grid = tuple(sorted((*grid, target)))  # the headline ε must be on the curve
+    return Protocol_(target, train_eps, tuple(e for e in grid if e > 0))
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn("CUDA was requested but this process sees no GPU: running on CPU", stacklevel=2)
+        return torch.device("cpu")
+    return torch.device(requested)
+
+
+def build_method(config: TrialConfig, data: Dataset, device: torch.device) -> Method:
+    protocol = resolve_protocol(config, data.family)
+    spec = ModelSpec(data.input_shape, data.num_classes, config.model.embed_dim, data.mean, data.std)
+    model = build_model(config.model.model, spec)
+    settings = TrainSettings(
+        lr=config.train.lr,
+        optimizer=config.train.optimizer,
+        weight_decay=config.train.weight_decay,
+        train_eps=protocol.train_eps,
+        train_steps=config.attack.train_steps,
+        train_step_size=config.attack.train_step_size,
+        num_classes=data.num_classes,
+    )
+    return METHODS.get(config.method)(model, config.hparams, settings).to(device)
+
+
+def train_one_epoch(method: Method, train: Split, batch_size: int,
+                    generator: torch.Generator) -> dict[str, float]:
+    """One pass over a shuffled train split; returns the mean of each train_step output."""
+    method.train()
+    order = torch.randperm(len(train), generator=generator).to(train.x.device)
+    sums: dict[str, torch.Tensor] = {}
+    batches = 0
+    for start in range(0, len(train), batch_size):
+        idx = order[start:start + batch_size]
+        for name, value in method.train_step(train.x[idx], train.y[idx]).items():
+            sums[name] = sums.get(name, 0.0) + value.detach().float()
+        batches += 1
+    # One host sync per epoch, not per step.
+    return {name: float(total) / batches for name, total in sums.items()}
+
+
+def run_trial(config: TrialConfig, reporter: Reporter | None = None,
+              resume: dict[str, Any] | None = None) -> TrialResult:
+    if config.train.epochs < 1:
+        raise ValueError("epochs must be >= 1")
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed)
+    device = pick_device(config.train.device)
+    data = load_dataset(config.data)
+    protocol = resolve_protocol(config, data.family)
+    method = build_method(config, data, device)
+    train = data.train.to(device)
+    val = data.val.head(config.eval.val_examples).to(device)
+
+    first_epoch, history = 0, []
+    if resume is not None:
+        method.load_state(resume["method"])
+        first_epoch, history = resume["epoch"], list(resume["history"])
+        torch.set_rng_state(resume["torch_rng"])
+
+    for epoch in range(first_epoch, config.train.epochs):
+        # The shuffle depends only on (seed, epoch): a resumed trial sees the same batches.
+        generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
+        metrics = train_one_epoch(method, train, config.train.batch_size, generator)
+        if not math.isfinite(metrics["loss"]):
+            raise NonFiniteLoss(f"training loss became {metrics['loss']} in epoch {epoch + 1}")
+        metrics["val_clean_acc"] = accuracy(method, val)
+        metrics["val_robust_acc"] = pgd_accuracy(method, val, protocol.target_eps, config.eval.val_steps)
+        metrics["epoch"] = epoch + 1
+        history.append(dict(metrics))
+        result = None
+        if epoch + 1 == config.train.epochs:
+            result = final_evaluation(config, method, data.test, protocol, history)
+            metrics.update(test_clean_acc=result.clean_acc, test_robust_acc=result.robust_acc,
+                           target_eps=protocol.target_eps,
+                           curve=[p.as_dict() for p in result.curve])
+        if reporter is not None:
+            state = {"method": method.state(), "epoch": epoch + 1, "history": history,
+                     "torch_rng": torch.get_rng_state(), "config": config.to_flat()}
+            reporter.report(metrics, state)
+    return result if result is not None else final_evaluation(config, method, data.test, protocol, history)
+
+
+def final_evaluation(config: TrialConfig, method: Method, test: Split, protocol: Protocol_,
+                     history: list[dict[str, Any]]) -> TrialResult:
+    """The only place the test split is read."""
+    test = test.head(config.eval.eval_examples).to(next(method.parameters()).device)
+    curve = robustness_curve(method, test, protocol.eps_grid, config.eval.eval_steps,
+                             config.eval.eval_restarts)
+    return TrialResult(
+        clean_acc=curve[0].accuracy,
+        robust_acc=worst_at(curve, protocol.target_eps),
+        val_robust_acc=history[-1]["val_robust_acc"] if history else float("nan"),
+        target_eps=protocol.target_eps,
+        curve=curve,
+        history=history,
+    )

@@ -74,3 +74,15 @@ def small_cnn(spec: ModelSpec) -> EmbedHeadModel:
         nn.Linear(64 * 16, spec.embed_dim),  # z is linear: priors such as N(0, I) must be reachable
     )
     return EmbedHeadModel(spec, encoder, mlp([spec.embed_dim, 128, spec.num_classes]))
+
+
+# Every other module in this package registers its models on import: adding a model is adding a file.
+def _import_all() -> None:
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_all()

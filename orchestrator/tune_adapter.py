@@ -1,0 +1,57 @@
+"""The one place where `trainables.run_trial` meets Ray Tune."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from typing import Any
+
+import torch
+from ray import tune
+
+from trainables import TrialConfig, run_trial
+
+STATE_FILE = "state.pt"
+
+
+class TuneReporter:
+    """Per epoch: a checkpoint directory holding the trial state, and the metrics. Lists and
+    dicts (the curve, sanity flags) travel as JSON strings under `<key>_json` so Tune's loggers
+    and progress table see only scalars."""
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        scalars = {}
+        for key, value in metrics.items():
+            if isinstance(value, (list, dict)):
+                scalars[f"{key}_json"] = json.dumps(value)
+            else:
+                scalars[key] = value
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, os.path.join(folder, STATE_FILE))
+            tune.report(scalars, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
+    with checkpoint.as_directory() as folder:
+        return torch.load(os.path.join(folder, STATE_FILE), weights_only=False)
+
+
+def trainable(config: dict[str, Any], base: dict[str, Any]) -> None:
+    """Tune's function trainable: `config` holds the searched (and --set) hyperparameters,
+    `base` the rest of the flat trial config."""
+    trial_config = TrialConfig.from_flat({**base, **config})
+    _warn_if_gpu_without_cuda()
+    checkpoint = tune.get_checkpoint()
+    resume = load_state(checkpoint) if checkpoint else None
+    run_trial(trial_config, TuneReporter(), resume=resume)
+
+
+def _warn_if_gpu_without_cuda() -> None:
+    import ray
+
+    if ray.get_gpu_ids() and not torch.cuda.is_available():
+        warnings.warn(
+            f"this trial was given GPU(s) {ray.get_gpu_ids()} but torch sees no CUDA device: "
+            "running on CPU", stacklevel=2,
+        )

@@ -180,14 +180,15 @@ def coerce(key: str, value: Any, annotation: Any) -> Any:
             return int(value)
         if base is float:
             number = float(value)
-            if is_eps_key(key):
-                _check_eps(key, number)
-            elif not math.isfinite(number):
+            if not math.isfinite(number):
                 raise ValueError(value)
-            return number
-        return str(value)
+        else:
+            return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}={value!r} is not a valid {base.__name__}") from None
+    if is_eps_key(key):
+        _check_eps(key, number)
+    return number
 
 
 def _check_eps(key: str, eps: float) -> None:

@@ -1,0 +1,27 @@
+# `make demo` and `make test` both start by creating .venv and installing the package into it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+# A small real sweep on the embedded digits dataset: ~2-3 minutes on 2 CPU cores.
+DEMO_FLAGS ?= --dataset digits --trials 6 --epochs 8
+
+.PHONY: install demo test clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(INSTALLED)
+
+demo: install
+	$(VENV)/bin/orch sweep er-classifier $(DEMO_FLAGS)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf results mlruns mlflow.db .pytest_cache

@@ -12,7 +12,7 @@ from ray import tune
 
 from trainables import TrialConfig, run_trial
 
-STATE_FILE = "state.pt"
+from trainables.checkpoint import STATE_FILE, load_state_file
 
 
 class TuneReporter:
@@ -34,7 +34,7 @@ class TuneReporter:
 
 def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as folder:
-        return torch.load(os.path.join(folder, STATE_FILE), weights_only=False)
+        return load_state_file(folder)
 
 
 def trainable(config: dict[str, Any], base: dict[str, Any]) -> None:

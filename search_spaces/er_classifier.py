@@ -7,6 +7,7 @@ def space(trial, family: str) -> None:
     trial.suggest_float("lambda", 1e-4, 1.0, log=True)
     suggest_embed_dim(trial, family)
     trial.suggest_categorical("prior", ["gaussian", "uniform", "cauchy"])
+    trial.suggest_categorical("base", ["pgd", "trades"])  # ER-Classifier | ER-Trades
     suggest_train_eps(trial, family)
     suggest_lr(trial, 1e-4, 5e-3)
 
@@ -16,5 +17,7 @@ def paper_defaults(family: str) -> dict:
     # 0.1 otherwise; Gaussian prior; ε 0.3 / 0.03. The paper's encoder lr (5e-5) is too slow for
     # the epochs of a sweep, so the first point keeps Adam's usual 1e-3.
     if family == "mnist-like":
-        return {"lambda": 5e-4, "embed_dim": 4, "prior": "gaussian", "train_eps": 0.3, "lr": 1e-3}
-    return {"lambda": 0.1, "embed_dim": 16, "prior": "gaussian", "train_eps": 0.03, "lr": 1e-3}
+        return {"lambda": 5e-4, "embed_dim": 4, "prior": "gaussian", "base": "pgd", "train_eps": 0.3,
+                "lr": 1e-3}
+    return {"lambda": 0.1, "embed_dim": 16, "prior": "gaussian", "base": "pgd", "train_eps": 0.03,
+            "lr": 1e-3}

@@ -1,17 +1,22 @@
 """ER-Classifier (Li et al., seeds/er-classifier.txt): a WGAN critic in the embedding space pulls
-the distribution of adversarial codes Q(x_adv) towards a prior P_Z (Algorithm 1)."""
+the distribution of adversarial codes Q(x_adv) towards a prior P_Z (Algorithm 1).
+
+`base=trades` is ER-Trades: the TRADES adversary (KL, label-free) and loss replace PGD and CE.
+`detector=True` asks the final evaluation for the ER-Detector (`trainables.er_detector`, section
+3.3); training is the same either way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from trainables.methods import METHODS
 from trainables.methods.base import Method, cross_entropy
+from trainables.methods.trades import trades_adversary, trades_loss
 from trainables.models import mlp
 
 PRIORS = ("gaussian", "uniform", "cauchy")
+BASES = ("pgd", "trades")
 
 
 @dataclass(frozen=True)
@@ -26,10 +31,15 @@ class ERHparams:
     critic_lr_ratio: float = 0.5  # critic lr = ratio * lr (lr is the encoder's)
     head_lr_ratio: float = 0.05  # classifier lr = ratio * lr (authors' code)
     attack_label: str = "predicted"  # the training PGD attacks the predicted (code) or true label
+    base: str = "pgd"  # pgd: ER-Classifier | trades: ER-Trades (only with minmax)
+    beta: float = 6.0  # TRADES β of ER-Trades (TRADES paper default)
+    detector: bool = False  # fit the ER-Detector after training (read by the final evaluation)
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
             raise ValueError(f"prior={self.prior!r}; known: {', '.join(PRIORS)}")
+        if self.base not in BASES:
+            raise ValueError(f"base={self.base!r}; known: {', '.join(BASES)}")
         if self.attack_label not in ("predicted", "true"):
             raise ValueError(f"attack_label={self.attack_label!r}; known: predicted, true")
 
@@ -66,28 +76,46 @@ class ERClassifier(Method):
             for p in self.critic.parameters():
                 p.clamp_(-self.hp.critic_clip, self.hp.critic_clip)
 
+    def critic_step(self, z_code: torch.Tensor) -> torch.Tensor:
+        """One critic update: ascend λ·(mean D(z_prior) − mean D(z_code)), then clip its weights.
+        Returns the Wasserstein estimate before the update (detached)."""
+        z_prior = sample_prior(self.hp.prior, len(z_code), self.model.embed_dim, z_code.device)
+        w_estimate = self.critic(z_prior).mean() - self.critic(z_code).mean()
+        self.descend(self.optimizers["critic"], -self.hp.lambda_ * w_estimate)
+        self.clip_critic()
+        return w_estimate.detach()
+
+    def training_input(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Step 1: x_adv from PGD (ER-Classifier) or the TRADES adversary (ER-Trades); x when
+        min-max is off (ER-Classifier⁻)."""
+        hp, s = self.hp, self.settings
+        if not hp.minmax:
+            return x
+        if hp.base == "trades":
+            return trades_adversary(self.model, x, s.train_eps, s.train_steps, s.train_step_size)
+        if hp.attack_label == "predicted":
+            with torch.no_grad():
+                y = self.model(x).argmax(1)
+        return self.adversary(x, y)
+
+    def classification_loss(self, x: torch.Tensor, x_in: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Step 4's loss: CE(C(Q(x_in)), y), or TRADES CE(f(x)) + β·KL(f(x) ‖ f(x_adv))."""
+        if self.hp.minmax and self.hp.base == "trades":
+            return trades_loss(self.model(x), self.model(x_in), y, self.hp.beta)
+        return cross_entropy(self.model(x_in), y)
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        hp, lam = self.hp, self.hp.lambda_
-        x_in = x
-        if hp.minmax:
-            if hp.attack_label == "predicted":
-                with torch.no_grad():
-                    target = self.model(x).argmax(1)
-            else:
-                target = y
-            x_in = self.adversary(x, target)
+        lam = self.hp.lambda_
+        x_in = self.training_input(x, y)
 
         # Critic ascends λ·mean(D(z_prior) − D(Q(x_adv))), then its weights are clipped.
         with torch.no_grad():
             z_code = self.model.embed(x_in)
-        for _ in range(hp.critic_steps):
-            z_prior = sample_prior(hp.prior, len(x), self.model.embed_dim, x.device)
-            w_estimate = self.critic(z_prior).mean() - self.critic(z_code).mean()
-            self.descend(self.optimizers["critic"], -lam * w_estimate)
-            self.clip_critic()
+        for _ in range(self.hp.critic_steps):
+            w_estimate = self.critic_step(z_code)
 
-        # Encoder and classifier descend the cross-entropy on the (adversarial) batch.
-        ce = cross_entropy(self.model(x_in), y)
+        # Encoder and classifier descend the cross-entropy (or TRADES loss) on the batch.
+        ce = self.classification_loss(x, x_in, y)
         self.optimizers["encoder"].zero_grad(set_to_none=True)
         self.optimizers["head"].zero_grad(set_to_none=True)
         ce.backward()
@@ -99,4 +127,4 @@ class ERClassifier(Method):
         self.descend(self.optimizers["encoder_reg"], reg)
         # The critic's grads from `reg` are stale now; drop them so they never leak into a step.
         self.critic.zero_grad(set_to_none=True)
-        return {"loss": ce.detach() + reg.detach(), "ce": ce.detach(), "w_estimate": w_estimate.detach()}
+        return {"loss": ce.detach() + reg.detach(), "ce": ce.detach(), "w_estimate": w_estimate}

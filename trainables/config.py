@@ -42,6 +42,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto: cuda if this process sees a GPU, else cpu
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    augment: Optional[bool] = None  # random crop + flip on the device; None: on for CIFAR-like data
+    compile: bool = False  # torch.compile the model (CUDA; warm-up on the first batches)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,15 @@ class EvalConfig:
     eval_examples: int = 1000  # test points for the final curve; 0 = the whole test split
     val_examples: int = 512  # validation points for the per-epoch robust accuracy
     val_steps: int = 10
+    # The final evaluation (see trainables.evaluate and trainables.sanity).
+    eval_profile: str = "quick"  # quick | standard | full
+    eval_strong_restarts: int = 5  # PGD/CW restarts in the standard and full profiles
+    eval_l2_eps_scale: float = 0.0  # PGD-L2 radius = scale * L∞ ε; 0: sqrt(input dim) / 4
+    eval_square_queries: int = 1000  # Square's queries per example (full profile)
+    eval_eot_samples: int = 1  # gradients averaged per attack step (EOT); > 1: randomised defense
+    autoattack_version: str = "standard"  # pyautoattack version; "rand" for randomised defenses
+    eval_sanity_examples: int = 100  # test points for the sanity measurements
+    eval_sanity_queries: int = 300  # Square's queries in the white-box <= black-box check
 
 
 CONCERNS = {

@@ -3,6 +3,7 @@ labels int64. A validation split is always carved from train (the search reads i
 split is only for the final curves."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -69,7 +70,10 @@ def register_dataset(name: str, family: str) -> Callable[[Loader], Loader]:
     return add
 
 
+@functools.lru_cache(maxsize=2)
 def load_dataset(cfg: DataConfig) -> Dataset:
+    """Cached per process: a reused Tune actor runs its next trial without reloading the data.
+    Callers must not modify the returned tensors in place."""
     loader, family = DATASETS.get(cfg.dataset)
     x_train, y_train, x_test, y_test = loader(cfg)
     train, val = _carve_validation(_to_split(x_train, y_train), cfg.val_fraction, cfg.split_seed)

@@ -1,88 +1,324 @@
-"""Robustness curves: accuracy under each attack at each ε, plus the per-example worst case.
+"""Robustness curves, the evaluation profiles, and the sanity measurements of a trial.
 
-Every attack is given the method itself (its full inference path, `predict`) in eval mode.
+Profiles (`EvalConfig.eval_profile`), each adding to the one before:
+    quick     clean, FGSM and PGD-L∞ (eval_steps, eval_restarts) at every ε of the grid
+    standard  + CW-L∞ at every ε; PGD and CW with max(eval_restarts, eval_strong_restarts)
+              restarts; AutoAttack (`autoattack_version`) at the target ε
+    full      + MIM, Square (eval_square_queries) and PGD-L2 (ε₂ = scale·ε) at every ε, and a
+              transfer attack from `surrogate` when one is given
+The curve's `worst` at ε is per example over every L∞ attack run at ε: an example counts as
+robust only if it is classified correctly and every attack failed on it.
+
+Attacks are given the method itself, so they differentiate through its full `predict` (with the
+method's `bpda` steps, and EOT with eval_eot_samples > 1). A method whose `predict` is not
+`model(x)` says so with `changes_inference = True`; AutoAttack is then also crafted on the base
+classifier `method.model` and scored on `predict` (path="base": the non-adaptive evaluation the
+papers report), and that counts in the worst case too.
+
+Attacks only run on the examples classified correctly without attack: the others are
+non-robust at every ε anyway (the adversary may return x itself).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Collection, Mapping
 
 import torch
 from torch import nn
 
-from trainables.attacks import eval_mode, fgsm, pgd
+from trainables.attacks import (
+    ATTACKS,
+    THREAT_MODELS,
+    AttackSettings,
+    ce_loss,
+    correct,
+    eval_mode,
+    input_grad,
+)
+from trainables.config import EvalConfig
 from trainables.data import Split
+from trainables.sanity import LARGE_EPS, Measurements, Paired, sanity_checks
+
+if TYPE_CHECKING:
+    from trainables.trial import Protocol_
+
+PROFILES = ("quick", "standard", "full")
+GRID_ATTACKS = {
+    "quick": ("fgsm", "pgd"),
+    "standard": ("fgsm", "pgd", "cw"),
+    "full": ("fgsm", "pgd", "cw", "mim", "square", "transfer", "pgd-l2"),
+}
+EVAL_SEED = 0  # every trial is attacked with the same random starts
 
 
 @dataclass(frozen=True)
 class CurvePoint:
-    attack: str
-    norm: str
-    eps: float
+    attack: str  # an ATTACKS name, "clean", or "worst"
+    norm: str  # "Linf" | "L2" | "none" (clean)
+    eps: float  # in the norm's units, [0, 1] pixel scale
     steps: int
     restarts: int
     n_examples: int
     accuracy: float
+    path: str = "predict"  # the inference path attacked: "predict" (full) or "base" (method.model)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-@torch.no_grad()
-def _correct(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return net(x).argmax(1) == y
+@dataclass(frozen=True)
+class Evaluation:
+    curve: list[CurvePoint]
+    sanity: dict[str, bool | None]  # trainables.sanity.CHECKS plus "trusted"
+    robust_acc: float  # worst case at the target ε
+    clean_acc: float
+    autoattack_acc: float | None  # AutoAttack on `predict` at the target ε; None in `quick`
+    measurements: Measurements
 
 
-def _batched_correct(net: nn.Module, split: Split, batch_size: int,
-                     perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Per-example correctness after `perturb`, batch by batch (bool [N], on the device)."""
-    parts = []
-    for start in range(0, len(split), batch_size):
-        x, y = split.x[start:start + batch_size], split.y[start:start + batch_size]
-        parts.append(_correct(net, perturb(x, y), y))
-    return torch.cat(parts)
+@dataclass(frozen=True)
+class Job:
+    """One attack at one ε (in the attack's norm) on one inference path: one curve point."""
+
+    attack: str
+    eps: float
+    path: str = "predict"
 
 
 def accuracy(net: nn.Module, split: Split, batch_size: int = 512) -> float:
     with eval_mode(net):
-        return _batched_correct(net, split, batch_size, lambda x, y: x).float().mean().item()
+        return _correct_all(net, split, batch_size).float().mean().item()
 
 
 def pgd_accuracy(net: nn.Module, split: Split, eps: float, steps: int,
                  restarts: int = 1, batch_size: int = 512) -> float:
-    def attack(x, y):
-        return pgd(net, x, y, eps, steps, restarts=restarts)
+    settings = AttackSettings(steps=steps, restarts=restarts)
+    return _Attacker(net, net, settings, batch_size).accuracy(Job("pgd", eps), split)
 
-    with eval_mode(net):
-        return _batched_correct(net, split, batch_size, attack).float().mean().item()
+
+def evaluate_trial(method: nn.Module, test_split: Split, protocol: "Protocol_",
+                   eval_cfg: EvalConfig, family: str,
+                   surrogate: nn.Module | None = None) -> Evaluation:
+    """The final evaluation of a trial on `eval_examples` test points: the profile's curve, the
+    sanity measurements on the first `eval_sanity_examples` of them, and the checks' flags."""
+    if eval_cfg.eval_profile not in PROFILES:
+        raise ValueError(f"unknown eval_profile {eval_cfg.eval_profile!r}; "
+                         f"known: {', '.join(PROFILES)}")
+    device = next(method.parameters()).device
+    split = test_split.head(eval_cfg.eval_examples).to(device)
+    settings = attack_settings(eval_cfg, surrogate)
+    base = method.model if getattr(method, "changes_inference", False) else None
+    target = min(protocol.eps_grid, key=lambda e: abs(e - protocol.target_eps))
+    jobs = plan(eval_cfg.eval_profile, protocol.eps_grid, target,
+                l2_eps_scale(eval_cfg, split.x[0].numel()), base is not None, surrogate is not None)
+    devices = [device] if device.type == "cuda" else []
+    # A fixed seed, in a forked random state: the same attack for every trial, and the trial's
+    # own random stream is left as it was.
+    with torch.random.fork_rng(devices=devices), eval_mode(method):
+        torch.manual_seed(EVAL_SEED)
+        attacker = _Attacker(method, base, settings)
+        clean, results = attacker.run(jobs, split)
+        curve = curve_points(jobs, results, clean, settings)
+        measurements = attacker.measure(split.head(eval_cfg.eval_sanity_examples), jobs, target,
+                                        LARGE_EPS.get(family), eval_cfg.eval_sanity_queries)
+        measurements = _with_curve_pairs(measurements, jobs, results, clean, attacker.excess)
+    autoattack = results.get(Job("autoattack", target))
+    return Evaluation(
+        curve=curve,
+        sanity=sanity_checks(curve, measurements),
+        robust_acc=worst_at(curve, target),
+        clean_acc=_mean(clean),
+        autoattack_acc=None if autoattack is None else _mean(autoattack),
+        measurements=measurements,
+    )
+
+
+def attack_settings(cfg: EvalConfig, surrogate: nn.Module | None = None) -> AttackSettings:
+    restarts = cfg.eval_restarts
+    if cfg.eval_profile != "quick":
+        restarts = max(restarts, cfg.eval_strong_restarts)
+    return AttackSettings(steps=cfg.eval_steps, restarts=restarts, eot=cfg.eval_eot_samples,
+                          square_queries=cfg.eval_square_queries,
+                          autoattack_version=cfg.autoattack_version, seed=EVAL_SEED,
+                          surrogate=surrogate)
+
+
+def l2_eps_scale(cfg: EvalConfig, input_dim: int) -> float:
+    """ε₂ = scale·ε∞. Default √d/4, which gives the usual radii: MNIST 0.3 → 2.1,
+    CIFAR-10 8/255 → 0.43."""
+    return cfg.eval_l2_eps_scale or math.sqrt(input_dim) / 4
+
+
+def plan(profile: str, eps_grid: tuple[float, ...], target_eps: float | None = None,
+         l2_scale: float = 1.0, changes_inference: bool = False,
+         has_surrogate: bool = False) -> list[Job]:
+    """The attacks a profile runs, in curve order (cheap first within each ε); AutoAttack runs
+    at `target_eps` (a grid value) in the standard and full profiles."""
+    names = [a for a in GRID_ATTACKS[profile] if a != "transfer" or has_surrogate]
+    linf = [a for a in names if ATTACKS.get(a).norm == "Linf"]
+    l2 = [a for a in names if ATTACKS.get(a).norm == "L2"]
+    jobs = []
+    for eps in eps_grid:
+        jobs += [Job(name, eps) for name in linf]
+        if profile != "quick" and eps == target_eps:
+            jobs.append(Job("autoattack", eps))
+            if changes_inference:
+                jobs.append(Job("autoattack", eps, "base"))
+        jobs += [Job(name, eps * l2_scale) for name in l2]
+    return jobs
+
+
+def worst_case(results: Mapping[Job, torch.Tensor], clean: torch.Tensor,
+               kinds: Collection[str] | None = None) -> dict[float, torch.Tensor]:
+    """Per L∞ ε: correct clean and under every L∞ attack run at ε (only attacks of `kinds`, if
+    given). Per example: robust only if every attack failed on it."""
+    worst: dict[float, torch.Tensor] = {}
+    for job, still_correct in results.items():
+        attack = ATTACKS.get(job.attack)
+        if attack.norm == "Linf" and (kinds is None or attack.kind in kinds):
+            worst[job.eps] = worst.get(job.eps, clean) & still_correct
+    return worst
+
+
+def curve_points(jobs: list[Job], results: Mapping[Job, torch.Tensor], clean: torch.Tensor,
+                 settings: AttackSettings) -> list[CurvePoint]:
+    """Clean, then per ε the jobs in order followed by the worst case."""
+    n = len(clean)
+    worst = worst_case(results, clean)
+    last_linf = {job.eps: i for i, job in enumerate(jobs) if ATTACKS.get(job.attack).norm == "Linf"}
+    points = [CurvePoint("clean", "none", 0.0, 0, 0, n, _mean(clean))]
+    for i, job in enumerate(jobs):
+        attack = ATTACKS.get(job.attack)
+        steps, restarts = attack.budget(settings)
+        points.append(CurvePoint(job.attack, attack.norm, job.eps, steps, restarts, n,
+                                 _mean(results[job]), job.path))
+        if last_linf.get(job.eps) == i:
+            points.append(CurvePoint("worst", "Linf", job.eps, 0, 0, n, _mean(worst[job.eps])))
+    return points
 
 
 def robustness_curve(net: nn.Module, split: Split, eps_grid: tuple[float, ...], pgd_steps: int,
                      pgd_restarts: int = 1, batch_size: int = 512) -> list[CurvePoint]:
-    """Clean, FGSM and PGD-L∞ accuracy at every ε, and `worst`: an example counts as robust at ε
-    only if every attack run there failed on it."""
-    n = len(split)
-    points: list[CurvePoint] = []
+    """The quick profile's curve without the sanity checks: clean, FGSM, PGD-L∞ and worst."""
+    settings = AttackSettings(steps=pgd_steps, restarts=pgd_restarts)
+    jobs = plan("quick", eps_grid)
     with eval_mode(net):
-        clean = _batched_correct(net, split, batch_size, lambda x, y: x)
-        points.append(CurvePoint("clean", "none", 0.0, 0, 0, n, clean.float().mean().item()))
-        for eps in eps_grid:
-            attacks = {
-                "fgsm": (1, 1, lambda x, y, e=eps: fgsm(net, x, y, e)),
-                "pgd": (pgd_steps, pgd_restarts,
-                        lambda x, y, e=eps: pgd(net, x, y, e, pgd_steps, restarts=pgd_restarts)),
-            }
-            worst = clean.clone()
-            for name, (steps, restarts, perturb) in attacks.items():
-                correct = _batched_correct(net, split, batch_size, perturb)
-                worst &= correct
-                points.append(CurvePoint(name, "Linf", eps, steps, restarts, n,
-                                         correct.float().mean().item()))
-            points.append(CurvePoint("worst", "Linf", eps, 0, 0, n, worst.float().mean().item()))
-    return points
+        clean, results = _Attacker(net, None, settings, batch_size).run(jobs, split)
+    return curve_points(jobs, results, clean, settings)
 
 
 def worst_at(points: list[CurvePoint], eps: float) -> float:
     """The worst-case accuracy of a curve at ε (the point closest to it)."""
     worst = [p for p in points if p.attack == "worst"]
     return min(worst, key=lambda p: abs(p.eps - eps)).accuracy
+
+
+def ball_excess(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+    """How far x_adv lies outside the ε-ball around x or the [0, 1] box (0 inside), over the
+    worst example."""
+    distance = THREAT_MODELS[norm](eps).distance(x_adv, x)
+    outside_box = (x_adv - x_adv.clamp(0.0, 1.0)).abs().flatten(1).amax(1)
+    return torch.maximum(distance - eps, outside_box).clamp(min=0.0).max()
+
+
+class _Attacker:
+    """Runs evaluation attacks batch by batch, crafted on `method` (or on `base` for
+    path="base") and always scored on `method`; keeps the largest `ball_excess` seen."""
+
+    def __init__(self, method: nn.Module, base: nn.Module | None, settings: AttackSettings,
+                 batch_size: int = 512):
+        self.method, self.base, self.settings, self.batch_size = method, base, settings, batch_size
+        self.excess = torch.zeros(())
+
+    def run(self, jobs: list[Job], split: Split) -> tuple[torch.Tensor, dict[Job, torch.Tensor]]:
+        """Clean correctness and, per job, per-example correctness under attack (bool [N])."""
+        clean = _correct_all(self.method, split, self.batch_size)
+        return clean, {job: self.correct_under(job, split, clean) for job in jobs}
+
+    def correct_under(self, job: Job, split: Split, candidates: torch.Tensor,
+                      settings: AttackSettings | None = None) -> torch.Tensor:
+        """Per example: still correct after the attack; only `candidates` are attacked (the
+        others count as not correct)."""
+        attack = ATTACKS.get(job.attack)
+        crafting = self.base if job.path == "base" else self.method
+        still_correct = torch.zeros_like(candidates)
+        for idx in candidates.nonzero().squeeze(1).split(self.batch_size):
+            x, y = split.x[idx], split.y[idx]
+            x_adv = attack(crafting, x, y, job.eps, settings or self.settings)
+            excess = ball_excess(x_adv, x, attack.norm, job.eps).cpu()
+            self.excess = torch.maximum(self.excess, excess)
+            still_correct[idx] = correct(self.method, x_adv, y)
+        return still_correct
+
+    def accuracy(self, job: Job, split: Split) -> float:
+        with eval_mode(self.method):
+            clean = _correct_all(self.method, split, self.batch_size)
+            return _mean(self.correct_under(job, split, clean))
+
+    def measure(self, subset: Split, jobs: list[Job], target_eps: float, large_eps: float | None,
+                square_queries: int) -> Measurements:
+        """The sanity measurements on a small subset (see trainables.sanity)."""
+        clean = correct(self.method, subset.x, subset.y)
+        everyone = torch.ones_like(clean)
+        gradient_attacks = sorted({job.attack for job in jobs
+                                   if ATTACKS.get(job.attack).kind == "gradient"})
+        eps0 = {name: _mean(self.correct_under(Job(name, 0.0), subset, everyone))
+                for name in gradient_attacks}
+        large = None if large_eps is None else _mean(self.correct_under(
+            Job("pgd", large_eps), subset, clean, self._with(restarts=1)))
+        usual = self.correct_under(Job("pgd", target_eps), subset, clean)
+        doubled = self.correct_under(Job("pgd", target_eps), subset, clean, self._with(
+            steps=2 * self.settings.steps, restarts=2 * self.settings.restarts))
+        square = self.correct_under(Job("square", target_eps), subset, clean,
+                                    self._with(square_queries=square_queries))
+        return Measurements(
+            num_classes=self._num_classes(subset),
+            eps0_clean_acc=_mean(clean),
+            eps0_acc=eps0,
+            large_eps=large_eps,
+            large_eps_acc=large,
+            budget=Paired.of(usual, doubled),
+            whitebox_blackbox=(Paired.of(usual & doubled, square),),
+            logits_rel_diff=self._logits_rel_diff(subset) if self.settings.eot == 1 else None,
+            zero_grad_fraction=self._zero_grad_fraction(subset),
+        )
+
+    def _with(self, **changes) -> AttackSettings:
+        return replace(self.settings, **changes)
+
+    @torch.no_grad()
+    def _num_classes(self, subset: Split) -> int:
+        return self.method(subset.x[:1]).shape[1]
+
+    @torch.no_grad()
+    def _logits_rel_diff(self, subset: Split) -> float:
+        """Two passes over the same inputs; a deterministic model gives the same logits."""
+        first, second = self.method(subset.x), self.method(subset.x)
+        return ((first - second).abs().max() / (first.abs().max() + 1e-12)).item()
+
+    def _zero_grad_fraction(self, subset: Split) -> float:
+        grad = input_grad(self.method, ce_loss, subset.x, subset.y)
+        return _mean(grad.flatten(1).abs().amax(1) == 0)
+
+
+def _with_curve_pairs(m: Measurements, jobs: list[Job], results: Mapping[Job, torch.Tensor],
+                      clean: torch.Tensor, excess: torch.Tensor) -> Measurements:
+    """Add the curve's white-box-vs-black-box pairs (full profile) and the ball excess."""
+    whitebox = worst_case(results, clean, kinds={"gradient"})
+    pairs = tuple(Paired.of(whitebox[job.eps], results[job]) for job in jobs
+                  if ATTACKS.get(job.attack).kind in ("query", "transfer") and job.eps in whitebox)
+    return replace(m, whitebox_blackbox=m.whitebox_blackbox + pairs, ball_excess=excess.item())
+
+
+def _correct_all(net: nn.Module, split: Split, batch_size: int) -> torch.Tensor:
+    return torch.cat([correct(net, split.x[i:i + batch_size], split.y[i:i + batch_size])
+                      for i in range(0, len(split), batch_size)])
+
+
+def _mean(flags: torch.Tensor) -> float:
+    return flags.float().mean().item() if len(flags) else float("nan")
+
+
+__all__ = ["CurvePoint", "Evaluation", "Job", "PROFILES", "accuracy", "evaluate_trial",
+           "pgd_accuracy", "plan", "robustness_curve", "worst_at", "worst_case"]

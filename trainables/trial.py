@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 import torch
 
+from trainables.augment import crop_and_flip
 from trainables.config import TrialConfig
 from trainables.data import EPS_GRID, TARGET_EPS, Dataset, Split, load_dataset
-from trainables.evaluate import CurvePoint, accuracy, pgd_accuracy, robustness_curve, worst_at
+from trainables.evaluate import CurvePoint, accuracy, evaluate_trial, pgd_accuracy
 from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
 
@@ -37,6 +38,9 @@ class TrialResult:
     target_eps: float
     curve: list[CurvePoint] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # trainables.sanity.CHECKS plus "trusted": True/False, None where the check did not run.
+    sanity: dict[str, bool | None] = field(default_factory=dict)
+    autoattack_acc: float | None = None  # test split, at the target ε; None in the quick profile
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ def build_method(config: TrialConfig, data: Dataset, device: torch.device) -> Me
     protocol = resolve_protocol(config, data.family)
     spec = ModelSpec(data.input_shape, data.num_classes, config.model.embed_dim, data.mean, data.std)
     model = build_model(config.model.model, spec)
+    if device.type == "cuda":
+        model = model.to(device, memory_format=torch.channels_last)  # faster convs under bf16
+        if config.train.compile:
+            model.compile()  # in place: state_dict keys stay those of the plain model
     settings = TrainSettings(
         lr=config.train.lr,
         optimizer=config.train.optimizer,
@@ -83,15 +91,23 @@ def build_method(config: TrialConfig, data: Dataset, device: torch.device) -> Me
 
 
 def train_one_epoch(method: Method, train: Split, batch_size: int,
-                    generator: torch.Generator) -> dict[str, float]:
-    """One pass over a shuffled train split; returns the mean of each train_step output."""
+                    generator: torch.Generator, augment: bool = False) -> dict[str, float]:
+    """One pass over a shuffled train split that lives on the device; returns the mean of each
+    train_step output. On CUDA the step runs under bf16 autocast with channels_last inputs."""
     method.train()
-    order = torch.randperm(len(train), generator=generator).to(train.x.device)
+    device = train.x.device
+    cuda = device.type == "cuda"
+    order = torch.randperm(len(train), generator=generator).to(device)
     sums: dict[str, torch.Tensor] = {}
     batches = 0
     for start in range(0, len(train), batch_size):
         idx = order[start:start + batch_size]
-        for name, value in method.train_step(train.x[idx], train.y[idx]).items():
+        x = crop_and_flip(train.x[idx]) if augment else train.x[idx]
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            outputs = method.train_step(x, train.y[idx])
+        for name, value in outputs.items():
             sums[name] = sums.get(name, 0.0) + value.detach().float()
         batches += 1
     # One host sync per epoch, not per step.
@@ -111,6 +127,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
     method = build_method(config, data, device)
     train = data.train.to(device)
     val = data.val.head(config.eval.val_examples).to(device)
+    augment = config.train.augment if config.train.augment is not None else data.family == "cifar-like"
 
     first_epoch, history = 0, []
     if resume is not None:
@@ -121,7 +138,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
     for epoch in range(first_epoch, config.train.epochs):
         # The shuffle depends only on (seed, epoch): a resumed trial sees the same batches.
         generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
-        metrics = train_one_epoch(method, train, config.train.batch_size, generator)
+        metrics = train_one_epoch(method, train, config.train.batch_size, generator, augment)
         if not math.isfinite(metrics["loss"]):
             raise NonFiniteLoss(f"training loss became {metrics['loss']} in epoch {epoch + 1}")
         metrics["val_clean_acc"] = accuracy(method, val)
@@ -130,28 +147,31 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         history.append(dict(metrics))
         result = None
         if epoch + 1 == config.train.epochs:
-            result = final_evaluation(config, method, data.test, protocol, history)
+            result = final_evaluation(config, method, data.test, protocol, history, data.family)
             metrics.update(test_clean_acc=result.clean_acc, test_robust_acc=result.robust_acc,
                            target_eps=protocol.target_eps,
-                           curve=[p.as_dict() for p in result.curve])
+                           curve=[p.as_dict() for p in result.curve], sanity=result.sanity)
+            if result.autoattack_acc is not None:
+                metrics["test_autoattack_acc"] = result.autoattack_acc
         if reporter is not None:
             state = {"method": method.state(), "epoch": epoch + 1, "history": history,
                      "torch_rng": torch.get_rng_state(), "config": config.to_flat()}
             reporter.report(metrics, state)
-    return result if result is not None else final_evaluation(config, method, data.test, protocol, history)
+    return result if result is not None else final_evaluation(config, method, data.test, protocol,
+                                                              history, data.family)
 
 
 def final_evaluation(config: TrialConfig, method: Method, test: Split, protocol: Protocol_,
-                     history: list[dict[str, Any]]) -> TrialResult:
-    """The only place the test split is read."""
-    test = test.head(config.eval.eval_examples).to(next(method.parameters()).device)
-    curve = robustness_curve(method, test, protocol.eps_grid, config.eval.eval_steps,
-                             config.eval.eval_restarts)
+                     history: list[dict[str, Any]], family: str) -> TrialResult:
+    """The only place the test split is read: the eval profile's curve and sanity flags."""
+    evaluation = evaluate_trial(method, test, protocol, config.eval, family)
     return TrialResult(
-        clean_acc=curve[0].accuracy,
-        robust_acc=worst_at(curve, protocol.target_eps),
+        clean_acc=evaluation.clean_acc,
+        robust_acc=evaluation.robust_acc,
         val_robust_acc=history[-1]["val_robust_acc"] if history else float("nan"),
         target_eps=protocol.target_eps,
-        curve=curve,
+        curve=evaluation.curve,
         history=history,
+        sanity=evaluation.sanity,
+        autoattack_acc=evaluation.autoattack_acc,
     )

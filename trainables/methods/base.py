@@ -41,6 +41,12 @@ class Method(nn.Module):
     Hparams: type = NoHparams
     description: str = ""
     paper: str = ""
+    # True when `predict` is not `model(x)` (e.g. ATLD's IMT). The evaluation then also reports
+    # AutoAttack crafted on `model` alone (path="base") next to the attack through `predict`.
+    # Wrap non-differentiable steps of `predict` in `trainables.attacks.bpda` so gradient attacks
+    # see through them; a `predict` that needs input gradients itself must enable them (the
+    # evaluation scores examples under torch.no_grad).
+    changes_inference: bool = False
 
     def __init__(self, model: EmbedHeadModel, hp: Any, settings: TrainSettings):
         super().__init__()

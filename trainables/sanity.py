@@ -1,0 +1,158 @@
+"""Sanity checks of a robustness evaluation, as data: named booleans stored with every trial.
+
+Each check looks for one symptom, from the lists of Carlini et al. (2019) and Croce et al.
+(2020), of an evaluation that overstates robustness: gradient masking, a broken or unconverged
+attack, a stochastic model.
+`sanity_checks(curve, measurements)` returns {name: True | False | None}; None means the check
+did not run (nothing to compare), never "passed". `trusted` is the AND of the checks that ran.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable
+
+import torch
+
+if TYPE_CHECKING:
+    from trainables.evaluate import CurvePoint
+
+# Accuracy differences up to TOL (a fraction of the examples) count as noise from random starts.
+TOL = 0.03
+BALL_TOL = 1e-5  # float rounding of a projection, in pixel units
+LOGITS_RTOL = 1e-5
+ZERO_GRAD_MAX_FRACTION = 0.01
+# An ε this large lets the adversary move any image to mid-grey: accuracy must fall to chance.
+LARGE_EPS = {"mnist-like": 0.5, "cifar-like": 64 / 255}
+
+CHECKS = (
+    "eps0_equals_clean",
+    "monotone_in_eps",
+    "pgd_le_fgsm",
+    "near_chance_at_large_eps",
+    "more_steps_no_gain",
+    "whitebox_le_blackbox",
+    "deterministic_logits",
+    "no_zero_gradients",
+    "adv_in_ball",
+)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Attacks a and b on the same n examples: the accuracy under each, and how many examples
+    only a fooled and only b fooled (the discordant pairs, which carry all the difference:
+    acc_a − acc_b = (only_b − only_a) / n)."""
+
+    acc_a: float
+    acc_b: float
+    only_a: int
+    only_b: int
+    n: int
+
+    @classmethod
+    def of(cls, correct_a: torch.Tensor, correct_b: torch.Tensor) -> "Paired":
+        """From per-example correctness under each attack (bool [n])."""
+        return cls(correct_a.float().mean().item(), correct_b.float().mean().item(),
+                   int((~correct_a & correct_b).sum()), int((correct_a & ~correct_b).sum()),
+                   len(correct_a))
+
+    def b_not_stronger(self) -> bool:
+        """b fooled at most TOL·n more examples than a, or two standard errors of a sign test
+        on the discordant pairs (2·√(only_a + only_b)), whichever is larger: below that the
+        difference is what different random starts give."""
+        noise = max(TOL * self.n, 2 * math.sqrt(self.only_a + self.only_b))
+        return self.only_b - self.only_a <= noise
+
+    def swapped(self) -> "Paired":
+        return Paired(self.acc_b, self.acc_a, self.only_b, self.only_a, self.n)
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What the checks need besides the curve; None (or empty) where it was not measured."""
+
+    num_classes: int
+    eps0_clean_acc: float | None = None  # clean accuracy of the sanity subset
+    eps0_acc: dict[str, float] = field(default_factory=dict)  # attack -> accuracy at ε = 0 there
+    large_eps: float | None = None
+    large_eps_acc: float | None = None  # PGD at `large_eps` on the sanity subset
+    budget: Paired | None = None  # PGD at the target ε: a = (S steps, R restarts), b = (2S, 2R)
+    # a = the worst case over gradient attacks, b = a black-box attack; same examples and ε.
+    whitebox_blackbox: tuple[Paired, ...] = ()
+    logits_rel_diff: float | None = None  # max |f(x) − f(x)'| / max |f(x)| over two passes
+    zero_grad_fraction: float | None = None  # examples whose CE input gradient is exactly 0
+    ball_excess: float | None = None  # max distance of any x_adv outside its ε-ball or [0, 1]
+
+
+def sanity_checks(curve: list["CurvePoint"], m: Measurements) -> dict[str, bool | None]:
+    flags: dict[str, bool | None] = {
+        "eps0_equals_clean": _eps0_equals_clean(m),
+        "monotone_in_eps": _monotone_in_eps(curve),
+        "pgd_le_fgsm": _pgd_le_fgsm(curve),
+        "near_chance_at_large_eps": _near_chance(m),
+        "more_steps_no_gain": _more_steps_no_gain(m),
+        "whitebox_le_blackbox": _all_or_none(pair.b_not_stronger() for pair in m.whitebox_blackbox),
+        "deterministic_logits": _at_most(m.logits_rel_diff, LOGITS_RTOL),
+        "no_zero_gradients": _at_most(m.zero_grad_fraction, ZERO_GRAD_MAX_FRACTION),
+        "adv_in_ball": _at_most(m.ball_excess, BALL_TOL),
+    }
+    ran = [flag for flag in flags.values() if flag is not None]
+    flags["trusted"] = all(ran) if ran else None
+    return flags
+
+
+def _all_or_none(conditions: Iterable[bool]) -> bool | None:
+    results = list(conditions)
+    return all(results) if results else None
+
+
+def _at_most(value: float | None, limit: float) -> bool | None:
+    """value ≤ limit up to float rounding (accuracies are float32 fractions)."""
+    return None if value is None else value <= limit + 1e-6
+
+
+def _eps0_equals_clean(m: Measurements) -> bool | None:
+    """Every attack at ε = 0 leaves the accuracy exactly at the clean accuracy."""
+    if m.eps0_clean_acc is None:
+        return None
+    return _all_or_none(math.isclose(acc, m.eps0_clean_acc, abs_tol=1e-9)
+                        for acc in m.eps0_acc.values())
+
+
+def _monotone_in_eps(curve: list["CurvePoint"]) -> bool | None:
+    """Per (attack, norm, path) series, and the worst case: accuracy never rises with ε (by more
+    than TOL), starting from the clean accuracy."""
+    clean = [p.accuracy for p in curve if p.attack == "clean"]
+    series: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
+    for p in curve:
+        if p.attack != "clean":
+            series[(p.attack, p.norm, p.path)].append((p.eps, p.accuracy))
+    checks = []
+    for points in series.values():
+        accs = [acc for _, acc in sorted(points)]
+        accs = clean[:1] + accs
+        checks.extend(_at_most(later, earlier + TOL) for earlier, later in zip(accs, accs[1:]))
+    return _all_or_none(checks)
+
+
+def _pgd_le_fgsm(curve: list["CurvePoint"]) -> bool | None:
+    """At every ε, PGD (many steps) does at least as well as FGSM (one)."""
+    fgsm = {(p.eps, p.path): p.accuracy for p in curve if p.attack == "fgsm"}
+    return _all_or_none(_at_most(p.accuracy, fgsm[(p.eps, p.path)] + TOL)
+                        for p in curve if p.attack == "pgd" and (p.eps, p.path) in fgsm)
+
+
+def _near_chance(m: Measurements) -> bool | None:
+    if m.large_eps_acc is None:
+        return None
+    return _at_most(m.large_eps_acc, 1.0 / m.num_classes + TOL)
+
+
+def _more_steps_no_gain(m: Measurements) -> bool | None:
+    """The attack has converged: doubling PGD's steps and restarts neither fools more examples
+    (the attacker gains nothing) nor fewer (accuracy does not rise), beyond noise."""
+    if m.budget is None:
+        return None
+    return m.budget.b_not_stronger() and m.budget.swapped().b_not_stronger()

@@ -153,12 +153,28 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
                            curve=[p.as_dict() for p in result.curve], sanity=result.sanity)
             if result.autoattack_acc is not None:
                 metrics["test_autoattack_acc"] = result.autoattack_acc
+            if getattr(config.hparams, "detector", False):
+                metrics.update(detector_evaluation(config, method, data, protocol))
         if reporter is not None:
             state = {"method": method.state(), "epoch": epoch + 1, "history": history,
                      "torch_rng": torch.get_rng_state(), "config": config.to_flat()}
             reporter.report(metrics, state)
     return result if result is not None else final_evaluation(config, method, data.test, protocol,
                                                               history, data.family)
+
+
+def detector_evaluation(config: TrialConfig, method: Method, data: Dataset,
+                        protocol: Protocol_) -> dict[str, float]:
+    """ER-Detector (Table 4 of the ER paper): KDEs on train codes, calibrated on the validation
+    split, scored on the test points of the curve; PGD at the target ε through `predict`."""
+    from trainables.er_detector import detector_metrics, fit_detector
+
+    device = next(method.parameters()).device
+    detector = fit_detector(method, data.train.to(device), data.val.head(config.eval.val_examples).to(device),
+                            protocol.target_eps)
+    scores = detector_metrics(detector, method, data.test.head(config.eval.eval_examples).to(device),
+                              protocol.target_eps)
+    return {f"test_detector_{name}": value for name, value in scores.items()}
 
 
 def final_evaluation(config: TrialConfig, method: Method, test: Split, protocol: Protocol_,

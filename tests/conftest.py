@@ -1,4 +1,10 @@
 import pytest
+import torch
+from torch import nn
+
+from trainables.config import DataConfig, TrialConfig
+from trainables.data import load_dataset
+from trainables.trial import build_method, train_one_epoch
 
 # Small budgets so a real sweep takes seconds: 1 epoch, few eval points, short attacks.
 FAST = ("--set", "eval_examples=64", "--set", "val_examples=64", "--set", "eval_steps=3",
@@ -14,3 +20,28 @@ def _stop_ray_at_exit():
         import ray
 
         ray.shutdown()
+
+
+def train_method(data, method: str, epochs: int, seed: int = 0, **flat) -> nn.Module:
+    """A method trained on `data` through the trainables API, in eval mode."""
+    torch.manual_seed(seed)
+    config = TrialConfig(method=method).replace(lr=3e-3, **flat)
+    trained = build_method(config, data, torch.device("cpu"))
+    for epoch in range(epochs):
+        train_one_epoch(trained, data.train, config.train.batch_size,
+                        torch.Generator().manual_seed(100 * seed + epoch))
+    return trained.eval()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, two threads contend and run ~5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset(DataConfig(dataset="digits"))

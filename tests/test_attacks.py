@@ -22,8 +22,7 @@ from trainables.attacks import (
     restart_until_fooled,
 )
 from trainables.attacks.autoattack import _InputGradOnly
-from trainables.config import DataConfig, EvalConfig, TrialConfig
-from trainables.data import load_dataset
+from trainables.config import EvalConfig
 from trainables.evaluate import (
     Job,
     curve_points,
@@ -32,44 +31,29 @@ from trainables.evaluate import (
     robustness_curve,
     worst_case,
 )
-from trainables.trial import Protocol_, build_method, train_one_epoch
+from trainables.trial import Protocol_
+
+from conftest import train_method
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS = {"Linf": 0.3, "L2": 1.5}
 
 
-def train(data, method: str, epochs: int, seed: int = 0, **flat) -> nn.Module:
-    """A method trained on digits through the trainables API, in eval mode."""
-    torch.manual_seed(seed)
-    config = TrialConfig(method=method).replace(lr=3e-3, **flat)
-    trained = build_method(config, data, torch.device("cpu"))
-    for epoch in range(epochs):
-        train_one_epoch(trained, data.train, config.train.batch_size,
-                        torch.Generator().manual_seed(100 * seed + epoch))
-    return trained.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two threads contend and run ~5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DataConfig(dataset="digits"))
 
 
 @pytest.fixture(scope="module")
 def standard(digits):
-    return train(digits, "standard", epochs=5)
+    return train_method(digits, "standard", epochs=5)
 
 
 @pytest.fixture(scope="module")
 def surrogate(digits):
-    return train(digits, "standard", epochs=3, seed=1)
+    return train_method(digits, "standard", epochs=3, seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.config import DataConfig, EvalConfig, TrialConfig
-from trainables.data import load_dataset
+from trainables.config import EvalConfig, TrialConfig
 from trainables.evaluate import CurvePoint, evaluate_trial
 from trainables.sanity import CHECKS, Measurements, Paired, sanity_checks
-from trainables.trial import Protocol_, build_method, run_trial, train_one_epoch
+from trainables.trial import Protocol_, run_trial
+
+from conftest import train_method
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 MASKING_CHECKS = ("no_zero_gradients", "whitebox_le_blackbox", "more_steps_no_gain")
 PROTOCOL = Protocol_(target_eps=0.2, train_eps=0.2, eps_grid=(0.1, 0.2))
@@ -84,39 +87,21 @@ def test_checks_that_did_not_run_are_none_not_true():
     assert partial["whitebox_le_blackbox"] is None and partial["trusted"] is True
 
 
-def train(data, method: str, epochs: int, **flat) -> nn.Module:
-    torch.manual_seed(0)
-    config = TrialConfig(method=method).replace(lr=3e-3, **flat)
-    trained = build_method(config, data, torch.device("cpu"))
-    for epoch in range(epochs):
-        train_one_epoch(trained, data.train, config.train.batch_size,
-                        torch.Generator().manual_seed(epoch))
-    return trained.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two threads contend and run ~5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DataConfig(dataset="digits"))
 
 
 @pytest.fixture(scope="module")
 def madry(digits):
     """PGD adversarial training at ε = 0.2, short: a few seconds on a CPU."""
-    return train(digits, "madry", epochs=3, train_steps=7, train_eps=0.2)
+    return train_method(digits, "madry", epochs=3, train_steps=7, train_eps=0.2)
 
 
 @pytest.fixture(scope="module")
 def standard(digits):
-    return train(digits, "standard", epochs=5)
+    return train_method(digits, "standard", epochs=5)
 
 
 class Thresholded(nn.Module):

@@ -1,0 +1,88 @@
+"""`orch validate-cluster`: check a Ray cluster-launcher YAML offline, as `ray up` would.
+
+Two passes: every violation of the JSON schema that ships inside the ray package
+(ray/autoscaler/ray-schema.json), each with the path of the offending key; then, if the schema
+is satisfied, Ray's own validation of the config with its defaults filled in
+(`validate_config(prepare_config(config))`), which also checks how node types fit together.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Verdict:
+    problems: list[str]
+    summary: str  # what the config describes; empty if there are problems
+
+
+def validate_cluster_file(path: Path) -> Verdict:
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as error:
+        return Verdict([f"cannot read {path}: {error.strerror}"], "")
+    except yaml.YAMLError as error:
+        return Verdict([f"not valid YAML: {' '.join(str(error).split())}"], "")
+    if not isinstance(config, dict):
+        return Verdict(["the file must hold a mapping of launcher settings (cluster_name, provider, ...)"], "")
+    problems = schema_problems(config) or ray_problems(config)
+    return Verdict(problems, "" if problems else summarise(config))
+
+
+def schema_problems(config: dict[str, Any]) -> list[str]:
+    import jsonschema
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    return [f"{_key_path(e.absolute_path)}: {e.message}" for e in errors]
+
+
+def ray_problems(config: dict[str, Any]) -> list[str]:
+    """Ray's checks beyond the schema (head_node_type is a node type, min <= max workers, ...)."""
+    import jsonschema
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    # prepare_config logs each default it fills in at INFO; that is noise here.
+    util_logger = logging.getLogger("ray.autoscaler._private.util")
+    level = util_logger.level
+    util_logger.setLevel(logging.WARNING)
+    try:
+        validate_config(prepare_config(copy.deepcopy(config)))
+    except jsonschema.ValidationError as error:
+        return [f"{_key_path(error.absolute_path)}: {error.message}"]
+    except (ValueError, RuntimeError, KeyError, TypeError) as error:
+        return [" ".join(str(error).split()) or type(error).__name__]
+    finally:
+        util_logger.setLevel(level)
+    return []
+
+
+def summarise(config: dict[str, Any]) -> str:
+    provider = config.get("provider", {})
+    types = config.get("available_node_types", {})
+    head = config.get("head_node_type")
+    workers = []
+    max_gpus = 0
+    for name, spec in types.items():
+        if name == head:
+            continue
+        resources = spec.get("resources", {})
+        high = spec.get("max_workers", config.get("max_workers", 0))
+        max_gpus += high * resources.get("GPU", 0)
+        shown = ", ".join(f"{k}: {v}" for k, v in sorted(resources.items()))
+        workers.append(f"{name} {spec.get('min_workers', 0)}-{high} x {{{shown}}}")
+    where = "/".join(str(provider[k]) for k in ("type", "region") if k in provider)
+    return (f"valid Ray cluster config '{config.get('cluster_name', '?')}' ({where}): head node type "
+            f"{head!r}; worker types: {'; '.join(workers) or 'none'}; up to {max_gpus} GPUs")
+
+
+def _key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "(top level)"

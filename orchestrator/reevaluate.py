@@ -1,0 +1,54 @@
+"""`orch evaluate`: attack a finished trial again (another profile, more points) without
+retraining, from its checkpoint folder or from its MLflow run."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+
+from orchestrator.callbacks import curve_metric_name
+from trainables.checkpoint import load_state_file, restore
+from trainables.evaluate import Evaluation, evaluate_trial
+from trainables.trial import resolve_protocol
+
+
+def load_target(target: str, tracking_uri: str) -> tuple[dict[str, Any], str | None]:
+    """(trial state, MLflow run id or None). A path is a checkpoint; anything else a run id."""
+    if Path(target).exists():
+        return load_state_file(target), None
+    client = MlflowClient(tracking_uri)
+    client.get_run(target)  # raises a clear MlflowException for an unknown id
+    with tempfile.TemporaryDirectory() as folder:
+        local = client.download_artifacts(target, "checkpoint", folder)
+        return load_state_file(local), target
+
+
+def reevaluate(state: dict[str, Any], profile: str, examples: int) -> tuple[Evaluation, float]:
+    """The trial's method re-attacked under `profile` on `examples` test points."""
+    config, method, data = restore(state)
+    protocol = resolve_protocol(config, data.family)
+    eval_cfg = dataclasses.replace(config.eval, eval_profile=profile, eval_examples=examples)
+    return evaluate_trial(method, data.test, protocol, eval_cfg, data.family), protocol.target_eps
+
+
+def log_to_run(tracking_uri: str, run_id: str, profile: str, evaluation: Evaluation) -> None:
+    """Metrics under eval/<profile>/..., sanity tags updated, the curve as an artifact."""
+    client = MlflowClient(tracking_uri)
+    prefix = f"eval/{profile}"
+    metrics = {f"{prefix}/robust_acc": evaluation.robust_acc, f"{prefix}/clean_acc": evaluation.clean_acc}
+    if evaluation.autoattack_acc is not None:
+        metrics[f"{prefix}/autoattack_acc"] = evaluation.autoattack_acc
+    for point in evaluation.curve:
+        metrics[f"{prefix}/{curve_metric_name(point.as_dict())}"] = point.accuracy
+    tags = {f"sanity.{k}": str(v).lower() for k, v in evaluation.sanity.items()}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+                     tags=[RunTag(k, v) for k, v in {**tags, "eval_profile": profile}.items()])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "curve.json"
+        path.write_text(json.dumps([p.as_dict() for p in evaluation.curve], indent=1))
+        client.log_artifact(run_id, str(path), artifact_path=prefix)

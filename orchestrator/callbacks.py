@@ -12,10 +12,11 @@ from typing import Any, Callable, TextIO
 
 import click
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 from ray import tune
 
-from orchestrator import parquet
+from orchestrator import figures, parquet
+from orchestrator.resilient_mlflow import BufferedMlflow, is_transient, report_unlogged
+from orchestrator.seeds import SEED_KEY, config_id
 
 # Keys Tune adds to every result; they are bookkeeping, not our metrics.
 TUNE_KEYS = {
@@ -23,6 +24,10 @@ TUNE_KEYS = {
     "node_ip", "time_since_restore", "iterations_since_restore", "done", "trial_id", "date",
     "config", "checkpoint_dir_name", "should_checkpoint", "experiment_tag", "epoch",
 }
+# Where a trial ran (tune_adapter reports node_id and cuda_visible_devices): MLflow tags, updated
+# when a retried trial lands somewhere else.
+PLACEMENT_TAGS = {"node_id": "ray.node_id", "node_ip": "ray.node_ip", "pid": "ray.pid",
+                  "cuda_visible_devices": "cuda_visible_devices"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,9 @@ class SweepInfo:
     model: str
     seed: int
     epochs: int
-    trials: int
+    trials: int  # Tune trials: configurations x seeds
+    objective: str = "robust"
+    eval_profile: str = "quick"
 
 
 def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -50,8 +57,11 @@ def curve_of(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def curve_metric_name(point: dict[str, Any]) -> str:
-    """One scheme for curve points, sortable in the MLflow UI: curve/<attack>/eps_<0.0000>."""
-    return f"curve/{point['attack']}/eps_{point['eps']:.4f}"
+    """One scheme for curve points, sortable in the MLflow UI: curve/<attack>/eps_<0.0000>;
+    an attack crafted on the base model (path "base") is curve/<attack>-base/eps_<0.0000>."""
+    path = point.get("path", "predict")
+    attack = point["attack"] if path == "predict" else f"{point['attack']}-{path}"
+    return f"curve/{attack}/eps_{point['eps']:.4f}"
 
 
 def error_line(trial: tune.experiment.Trial) -> str:
@@ -63,23 +73,82 @@ def error_line(trial: tune.experiment.Trial) -> str:
     return lines[-1].strip() if lines else "trial failed (no error text)"
 
 
+def sanity_of(result: dict[str, Any]) -> dict[str, bool | None]:
+    return json.loads(result["sanity_json"]) if "sanity_json" in result else {}
+
+
+def sanity_columns(result: dict[str, Any]) -> dict[str, bool | None]:
+    """trials.parquet columns sanity_<check> (True/False, null when the check did not run)."""
+    return {f"sanity_{name}": value for name, value in sanity_of(result).items()}
+
+
+def failed_checks(result: dict[str, Any]) -> list[str]:
+    return [name for name, value in sanity_of(result).items() if value is False and name != "trusted"]
+
+
+def placement_tags(result: dict[str, Any]) -> dict[str, str]:
+    return {tag: str(result[key]) for key, tag in PLACEMENT_TAGS.items() if key in result}
+
+
 class MlflowLogger(tune.Callback):
+    """Writes through BufferedMlflow: a tracking server that goes away delays the records, it
+    does not stop the trials. Pickled by Tune with the sweep and restored on --resume."""
+
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
                  info: SweepInfo, base_params: dict[str, Any]):
-        self.client = MlflowClient(tracking_uri)
+        self.client = BufferedMlflow(tracking_uri)
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.info = info
         self.base_params = base_params
         self.run_ids: dict[str, str] = {}
+        self.placements: dict[str, dict[str, str]] = {}
+        self.recovered: dict[str, str] = {}  # trial_id -> status of runs made by an earlier driver
+        self.logged_epoch: dict[str, int] = {}  # the last epoch such a run has in MLflow
+
+    def setup(self, **info):
+        """A resumed sweep's trials already have runs: MLflow says which, so none is duplicated."""
+        from orchestrator.resume import child_runs
+
+        runs = child_runs(self.client, self.experiment_id, self.parent_run_id)
+        self.run_ids.update({trial_id: run.info.run_id for trial_id, run in runs.items()})
+        self.recovered = {trial_id: run.info.status for trial_id, run in runs.items()}
+
+    def _already_final(self, trial) -> bool:
+        """MLflow closed this run and Tune holds the trial's final result: a trial that finished
+        just before the driver died, restored with nothing left to compute or log."""
+        return (self.recovered.get(trial.trial_id) in ("FINISHED", "FAILED")
+                and "curve_json" in (trial.last_result or {}))
+
+    def _note_logged_epochs(self, trial_id: str) -> None:
+        """Epochs after Tune's last snapshot were logged by the driver that died and are
+        trained again from the snapshot's checkpoint: log each epoch once."""
+        if trial_id not in self.recovered or trial_id in self.logged_epoch:
+            return
+        try:
+            history = self.client.get_metric_history(self.run_ids[trial_id], "val_robust_acc")
+        except Exception as error:  # noqa: BLE001 - an unreachable server only costs duplicates
+            if not is_transient(error):
+                raise
+            history = []
+        self.logged_epoch[trial_id] = max((m.step for m in history), default=0)
+
+    def run_id_of(self, trial_id: str) -> str | None:
+        """The trial's run id, or None while the run exists only in the write buffer."""
+        return self.client.resolved(self.run_ids.get(trial_id))
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.run_ids:
+        if trial.trial_id in self.run_ids:  # resumed, or retried after a failure
+            if not self._already_final(trial):
+                self._note_logged_epochs(trial.trial_id)
+                self.client.update_run(self.run_ids[trial.trial_id], status="RUNNING")
             return
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
             "sweep": self.info.sweep, "method": self.info.method, "dataset": self.info.dataset,
-            "model": self.info.model, "trial_id": trial.trial_id,
+            "model": self.info.model, "trial_id": trial.trial_id, "objective": self.info.objective,
+            "eval_profile": trial.config.get("eval_profile", self.info.eval_profile),
+            "config_id": config_id(trial.config), "seed": str(trial.config.get(SEED_KEY, self.info.seed)),
         }
         run = self.client.create_run(self.experiment_id, run_name=f"{self.info.sweep}/{trial.trial_id}",
                                      tags=tags)
@@ -91,15 +160,23 @@ class MlflowLogger(tune.Callback):
         run_id = self.run_ids[trial.trial_id]
         now = int(time.time() * 1000)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
+        if step <= self.logged_epoch.get(trial.trial_id, 0):
+            return
         metrics = [Metric(k, v, now, step) for k, v in epoch_metrics(result).items() if math.isfinite(v)]
         for point in curve_of(result):
             metrics.append(Metric(curve_metric_name(point), float(point["accuracy"]), now, 0))
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        placement = placement_tags(result)
+        tags = [RunTag(k, v) for k, v in placement.items()] if placement != self.placements.get(trial.trial_id) else []
+        self.placements[trial.trial_id] = placement
+        if metrics or tags:
+            self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if "sanity_json" in result:
+            sanity = {f"sanity.{k}": str(v).lower() for k, v in sanity_of(result).items()}
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sanity.items()])
         if "curve_json" in result:
-            self._log_curve_artifacts(run_id, curve_of(result))
+            self._log_curve_artifacts(run_id, curve_of(result), f"{self.info.sweep}/{trial.trial_id}")
 
-    def _log_curve_artifacts(self, run_id: str, curve: list[dict[str, Any]]) -> None:
+    def _log_curve_artifacts(self, run_id: str, curve: list[dict[str, Any]], title: str) -> None:
         with tempfile.TemporaryDirectory() as folder:
             json_path = Path(folder) / "curve.json"
             json_path.write_text(json.dumps(curve, indent=1))
@@ -107,21 +184,46 @@ class MlflowLogger(tune.Callback):
             columns = list(curve[0]) if curve else []
             csv_path.write_text("\n".join([",".join(columns)] + [
                 ",".join(str(p[c]) for c in columns) for p in curve]) + "\n")
+            png_path = Path(folder) / "curve.png"
+            figures.save_png(figures.curve_figure(curve, title), png_path)
             self.client.log_artifact(run_id, str(json_path))
             self.client.log_artifact(run_id, str(csv_path))
+            self.client.log_artifact(run_id, str(png_path))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if self._already_final(trial):
+            return
         run_id = self.run_ids[trial.trial_id]
         if trial.checkpoint is not None:
-            self.client.log_artifacts(run_id, trial.checkpoint.path, artifact_path="checkpoint")
-        self.client.set_terminated(run_id, "FINISHED")
+            # From --storage (downloaded if remote), never from the worker's local disk.
+            with trial.checkpoint.as_directory() as folder:
+                self.client.log_artifacts(run_id, folder, artifact_path="checkpoint")
+        # No curve: the scheduler stopped the trial before its last epoch. MLflow has no such
+        # status; KILLED with orch.status=STOPPED keeps it apart from finished and failed runs.
+        stopped = "curve_json" not in (trial.last_result or {})
+        self.client.set_tag(run_id, "orch.failures", str(trial.run_metadata.num_failures))
+        self.client.set_tag(run_id, "orch.status", "STOPPED" if stopped else "FINISHED")
+        self.client.set_terminated(run_id, "KILLED" if stopped else "FINISHED")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """The trial died and will continue from its last checkpoint (--max-failures)."""
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is not None:
+            self.client.set_tag(run_id, "orch.failures", str(trial.run_metadata.num_failures))
+            self.client.set_tag(run_id, "last_error", error_line(trial)[:5000])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None:
             return
         self.client.set_tag(run_id, "error", error_line(trial)[:5000])
+        self.client.set_tag(run_id, "orch.failures", str(trial.run_metadata.num_failures))
+        self.client.set_tag(run_id, "orch.status", "FAILED")
         self.client.set_terminated(run_id, "FAILED")
+
+    def on_experiment_end(self, trials, **info):
+        """Last chance for writes buffered while the server was away; the rest is reported."""
+        report_unlogged(self.client.close())
 
 
 class ParquetRecorder(tune.Callback):
@@ -135,6 +237,14 @@ class ParquetRecorder(tune.Callback):
         self.out = out
         self.started: dict[str, float] = {}
         self.ended = 0
+        self.finished: set[str] = set()  # recorded FINISHED by an earlier driver of this sweep
+
+    def setup(self, **info):
+        """A resumed sweep counts the trials that ended before the driver died."""
+        trials_path = self.sweep_dir / parquet.TRIALS_FILE
+        rows = parquet.read_rows(trials_path) if trials_path.exists() else []
+        self.ended = len(rows)
+        self.finished = {r["trial_id"] for r in rows if r["status"] == "FINISHED"}
 
     def _say(self, text: str) -> None:
         click.echo(text, file=self.out)
@@ -153,13 +263,17 @@ class ParquetRecorder(tune.Callback):
         return {
             "sweep": self.info.sweep, "method": self.info.method, "trial_id": trial.trial_id,
             "mlflow_run_id": self.run_id_of(trial.trial_id), "dataset": self.info.dataset,
-            "model": self.info.model, "seed": self.info.seed, **parquet.hp_columns(trial.config),
+            "model": self.info.model, "seed": trial.config.get(SEED_KEY, self.info.seed),
+            "config_id": config_id(trial.config),
+            **parquet.hp_columns({k: v for k, v in trial.config.items() if k != SEED_KEY}),
         }
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         identity = self._identity(trial)
         curve = curve_of(result)
+        if curve and trial.trial_id in self.finished:
+            return  # recorded before the driver died; restoring it changed nothing
         status = "FINISHED" if curve else "STOPPED"  # no curve: stopped before its last epoch
         parquet.upsert(self.sweep_dir / parquet.CURVES_FILE,
                        [{**identity, **point} for point in curve], "curves")
@@ -182,13 +296,19 @@ class ParquetRecorder(tune.Callback):
             "clean_acc": result.get("test_clean_acc"),
             "robust_acc": result.get("test_robust_acc"),
             "val_robust_acc": result.get("val_robust_acc"),
+            "val_clean_acc": result.get("val_clean_acc"),
             "target_eps": result.get("target_eps"),
             "epochs_completed": result.get("epoch", 0),
             "duration_s": time.time() - self.started.get(trial.trial_id, time.time()),
             "checkpoint_uri": trial.checkpoint.path if trial.checkpoint is not None else None,
             "error": error,
+            "autoattack_acc": result.get("test_autoattack_acc"),
+            **sanity_columns(result),
         }
         parquet.upsert(self.sweep_dir / parquet.TRIALS_FILE, [row], "trials")
+        for check in failed_checks(result):
+            self._say(f"[orch] WARNING trial {trial.trial_id}: sanity check {check} failed; "
+                      "its robust accuracy is marked untrusted (sanity_trusted=false)")
 
 
 def _short(config: dict[str, Any]) -> str:

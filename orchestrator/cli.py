@@ -1,12 +1,14 @@
 """`orch`: sweep robustness regularizers with Ray Tune + Optuna, record to MLflow and Parquet."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from orchestrator.params import parse_sets
 from orchestrator.tracking import TrackingUnreachable, check_tracking_uri, default_tracking_uri
@@ -46,37 +48,100 @@ def main() -> None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of training and of the Optuna sampler.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Fix a searched hyperparameter or set a knob, e.g. --set train_eps=8/255 --set prior=cauchy. Repeatable; see `orch methods`.")
+@click.option("--address", default=None,
+              help="A running Ray cluster: host:port or auto. Default: $RAY_ADDRESS (set under `ray job submit`), else a local Ray on this machine.")
+@click.option("--storage", default=None,
+              help="Tune's storage for checkpoints (and a copy of the Parquet files): s3://..., gs://... or a path every node sees. Default: <results-dir>/<name>/ray, one machine only.")
+@click.option("--max-failures", default=0, show_default=True, type=int,
+              help="Retries of a trial that dies (exception, killed worker, lost node), each from its last checkpoint.")
+@click.option("--scheduler", default=None,
+              help="fifo (every trial runs all epochs) or asha (stop weak trials early on val_robust_acc). Default: asha above 3 epochs, else fifo.")
+@click.option("--resume", is_flag=True,
+              help="Continue sweep --name whose driver died: finished trials stay, the rest continue from their checkpoints.")
+@click.option("--objective", default="robust", show_default=True,
+              help="robust: maximise the validation robust accuracy at the target ε. clean+robust: "
+                   "multi-objective Optuna on validation clean and robust accuracy; the Pareto front is kept.")
+@click.option("--seeds", default=1, show_default=True, type=int,
+              help="Train every configuration with K seeds (--seed, --seed+1, ...): --trials x K trials; "
+                   "Optuna sees the mean, results show mean ± std.")
+@click.option("--eval", "eval_profile", default="quick", show_default=True,
+              help="Final test evaluation. quick: clean, FGSM, PGD over the ε grid. standard: adds "
+                   "CW-L∞, PGD/CW restarts and AutoAttack at the target ε. full: adds PGD-L2, MIM, "
+                   "Square (and transfer) over the grid. Sanity checks run in every profile.")
+@click.option("--eval-examples", default=1000, show_default=True, type=int,
+              help="Test points attacked for the final curve (0: the whole test split).")
 def sweep(method: str, dataset: str, data_dir: str | None, model: str, trials: int, epochs: int,
           gpus: float | None, gpus_per_trial: float, cpus_per_trial: int, name: str | None,
-          results_dir: str, tracking_uri: str | None, seed: int, sets: tuple[str, ...]) -> None:
+          results_dir: str, tracking_uri: str | None, seed: int, sets: tuple[str, ...],
+          address: str | None, storage: str | None, max_failures: int, scheduler: str | None,
+          resume: bool, objective: str, seeds: int, eval_profile: str, eval_examples: int) -> None:
     """Search METHOD's hyperparameters: train, attack and record every trial."""
-    request = _validated_request(method, dataset, data_dir, model, trials, epochs, gpus,
-                                 gpus_per_trial, cpus_per_trial, name, results_dir, tracking_uri,
-                                 seed, sets)
+    ctx = click.get_current_context()
+    settings, saved = _resumed(ctx) if resume else (dict(ctx.params), None)
+    request = _validated_request(**settings, saved=saved)
+    # What --resume restores: the options as given, with the name and tracking URI resolved.
+    request = dataclasses.replace(request, settings={
+        **settings, "sets": list(settings["sets"]), "name": request.name,
+        "tracking_uri": request.tracking_uri})
     from orchestrator.sweep import experiment_name, run_sweep
 
     started = time.time()
-    click.echo(f"[orch] sweep {request.name}: {method} on {dataset}, {trials} trials x {epochs} epochs")
+    click.echo(f"[orch] {'resuming sweep' if saved else 'sweep'} {request.name}: {request.method} on "
+               f"{request.base['dataset']}, {request.trials} trials x {request.base['epochs']} epochs, "
+               f"scheduler {request.scheduler}")
+    click.echo(f"[orch] {_resources_line(request)}")
     rows = run_sweep(request)
     _print_best(rows)
+    if request.seeds > 1 or request.objective != "robust":
+        from orchestrator.report import sweep_summary
+
+        click.echo("\n" + sweep_summary(request.sweep_dir, pareto=request.objective != "robust"))
     sweep_dir = request.sweep_dir.resolve()
     click.echo(f"\n[orch] done in {time.time() - started:.0f} s. Results:")
     click.echo(f"  curves:  {sweep_dir / 'curves.parquet'}")
     click.echo(f"  trials:  {sweep_dir / 'trials.parquet'}")
-    click.echo(f"  MLflow:  {request.tracking_uri} (experiment {experiment_name(dataset)!r}, parent run {request.name!r})")
-    click.echo(f"  view:    mlflow ui --backend-store-uri {request.tracking_uri}")
+    click.echo(f"  MLflow:  {request.tracking_uri} (experiment {experiment_name(request.base['dataset'])!r}, parent run {request.name!r})")
+    served = request.tracking_uri.startswith(("http://", "https://"))
+    click.echo(f"  view:    {'open ' if served else 'mlflow ui --backend-store-uri '}{request.tracking_uri}")
+
+
+def _resumed(ctx: click.Context) -> tuple[dict[str, Any], Any]:
+    """The saved settings of sweep --name (flags given now must agree with them)."""
+    from orchestrator.resume import load_sweep, resumed_settings
+
+    given = ctx.params
+    if not given["name"]:
+        raise BadInput("--resume needs the --name of the sweep to continue")
+    explicit = {key for key in given
+                if ctx.get_parameter_source(key) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    try:
+        saved = load_sweep(Path(given["results_dir"]) / given["name"])
+        return resumed_settings(given, explicit, saved), saved
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+
+
+def _resources_line(request) -> str:
+    if not request.concurrency:
+        return f"on {request.where}: CPU only, {request.cpus_per_trial} CPU per trial"
+    return (f"on {request.where}: up to {request.concurrency} trials at once, "
+            f"{request.gpus_per_trial:g} GPU + {request.cpus_per_trial} CPU each, {request.gpus:g} GPUs in all")
 
 
 def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, gpus_per_trial,
-                       cpus_per_trial, name, results_dir, tracking_uri, seed, sets):
-    """Every check that can fail runs here, before anything is written or Ray starts."""
+                       cpus_per_trial, name, results_dir, tracking_uri, seed, sets, address=None,
+                       storage=None, max_failures=0, scheduler=None, resume=False, saved=None,
+                       objective="robust", seeds=1, eval_profile="quick", eval_examples=1000):
+    """Every check that can fail runs here, before anything is written or a trial runs. A local
+    Ray is started later (by run_sweep); a cluster given by --address is connected to here, to
+    check what it has."""
     from search_spaces import SPACES
     from trainables.config import ConfigError, TrialConfig
     from trainables.data import DATASETS, DatasetUnavailable, load_dataset
     from trainables.methods import METHODS
     from trainables.models import MODELS
 
-    from orchestrator.sweep import SweepRequest
+    from orchestrator.sweep import OBJECTIVES, SCHEDULERS, SweepRequest, default_scheduler
 
     if method not in METHODS or method not in SPACES:
         raise BadInput(f"unknown method {method!r}; known: {', '.join(n for n in METHODS if n in SPACES)}")
@@ -89,40 +154,81 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
             raise BadInput(f"{flag} must be at least 1 (got {value})")
     if data_dir is not None and not Path(data_dir).exists():
         raise BadInput(f"--data-dir {data_dir} does not exist")
-    gpus = _available_gpus() if gpus is None else gpus
-    if gpus < 0 or gpus_per_trial <= 0:
-        raise BadInput("--gpus must be >= 0 and --gpus-per-trial > 0")
-    if gpus and gpus_per_trial > gpus:
-        raise BadInput(f"--gpus-per-trial {gpus_per_trial:g} exceeds --gpus {gpus:g}")
+    if max_failures < 0:
+        raise BadInput(f"--max-failures must be at least 0 (got {max_failures})")
+    if objective not in OBJECTIVES:
+        raise BadInput(f"--objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if seeds < 1:
+        raise BadInput(f"--seeds must be at least 1 (got {seeds})")
+    from trainables.evaluate import PROFILES
+
+    if eval_profile not in PROFILES:
+        raise BadInput(f"--eval {eval_profile!r}: choose one of {', '.join(PROFILES)}")
+    if eval_examples < 0:
+        raise BadInput(f"--eval-examples must be at least 0 (got {eval_examples})")
+    # ASHA would judge each seed replicate alone, which is what --seeds is there to avoid.
+    scheduler = scheduler or ("fifo" if seeds > 1 else default_scheduler(epochs))
+    if scheduler not in SCHEDULERS:
+        raise BadInput(f"--scheduler {scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
     name = name or f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
     if "/" in name or name.startswith("."):
         raise BadInput(f"--name {name!r} must be a plain folder name")
     sweep_dir = Path(results_dir) / name
-    if sweep_dir.exists():
-        raise BadInput(f"{sweep_dir} already exists; pick another --name")
+    if sweep_dir.exists() and saved is None:
+        raise BadInput(f"{sweep_dir} already exists; pick another --name (or continue it with --resume)")
     tracking_uri = tracking_uri or default_tracking_uri()
     try:
         fixed = parse_sets(sets, method)
         base = TrialConfig.from_flat({
             "method": method, "dataset": dataset, "data_dir": data_dir or "", "model": model,
             "epochs": epochs, "seed": seed, "threads": cpus_per_trial,
+            "eval_profile": eval_profile, "eval_examples": eval_examples,
         }).to_flat()
         TrialConfig.from_flat({**base, **fixed})  # --set values that a method rejects fail here
         check_tracking_uri(tracking_uri)
         data = load_dataset(TrialConfig.from_flat(base).data)  # offline downloads fail here, once
     except (ConfigError, ValueError, TrackingUnreachable, DatasetUnavailable) as error:
         raise BadInput(str(error)) from None
+    address, gpus, storage, where = _placement(address, gpus, gpus_per_trial, cpus_per_trial,
+                                               storage, sweep_dir, name, saved is not None)
     return SweepRequest(
         method=method, name=name, results_dir=Path(results_dir), tracking_uri=tracking_uri,
         trials=trials, base=base, fixed=fixed, family=data.family, gpus=gpus,
         gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, seed=seed,
+        storage=storage, address=address, max_failures=max_failures, scheduler=scheduler,
+        resume=saved, where=where, objective=objective, seeds=seeds,
     )
 
 
-def _available_gpus() -> int:
-    import torch
+def _placement(address, gpus, gpus_per_trial, cpus_per_trial, storage, sweep_dir, name, resume):
+    """(address, GPUs to use, storage, where): the cluster is connected to (or this machine
+    measured) and asked whether it can give what was asked for."""
+    from orchestrator.cluster import (
+        ClusterError, check_storage, connect, disconnect, local_cluster, plan_gpus, resolve_address,
+    )
+    from orchestrator.storage import default_storage, experiment_path, normalise
 
-    return torch.cuda.device_count()
+    address = resolve_address(address)
+    try:
+        cluster = local_cluster() if address is None else connect(address)
+        gpus = plan_gpus(cluster, gpus, gpus_per_trial, cpus_per_trial)
+        storage = normalise(storage or default_storage(sweep_dir))
+        check_storage(storage, cluster)
+        if resume:
+            _check_restorable(experiment_path(storage, name))
+    except ClusterError as error:
+        disconnect()
+        raise BadInput(str(error)) from None
+    return address, gpus, storage, cluster.where
+
+
+def _check_restorable(path: str) -> None:
+    from ray import tune
+
+    from orchestrator.cluster import ClusterError
+
+    if not tune.Tuner.can_restore(path):
+        raise ClusterError(f"--resume: Tune saved no state at {path}; start the sweep again under a new --name")
 
 
 def _print_best(rows: list[dict[str, Any]], top: int = 5) -> None:
@@ -149,6 +255,47 @@ def _print_best(rows: list[dict[str, Any]], top: int = 5) -> None:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--eval", "eval_profile", default="standard", show_default=True,
+              help="quick, standard or full (see `orch sweep --help`).")
+@click.option("--eval-examples", default=1000, show_default=True, type=int,
+              help="Test points to attack (0: the whole test split).")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (for a run id). Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.")
+def evaluate(target: str, eval_profile: str, eval_examples: int, tracking_uri: str | None) -> None:
+    """Re-evaluate a finished trial without retraining. TARGET is a trial's checkpoint folder or
+    its MLflow run id; for a run id the results are logged to that run under eval/<profile>/."""
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.reevaluate import load_target, log_to_run, reevaluate
+    from trainables.evaluate import PROFILES
+
+    if eval_profile not in PROFILES:
+        raise BadInput(f"--eval {eval_profile!r}: choose one of {', '.join(PROFILES)}")
+    tracking_uri = tracking_uri or default_tracking_uri()
+    try:
+        check_tracking_uri(tracking_uri)
+        state, run_id = load_target(target, tracking_uri)
+    except (TrackingUnreachable, MlflowException, FileNotFoundError) as error:
+        raise BadInput(f"cannot load {target!r}: {str(error).splitlines()[0]}") from None
+    click.echo(f"[orch] evaluating {target} ({state['config']['method']}, {eval_profile} profile, "
+               f"{eval_examples or 'all'} test points)")
+    evaluation, target_eps = reevaluate(state, eval_profile, eval_examples)
+    click.echo(f"{'attack':<12}{'path':<9}{'norm':<6}{'eps':>8}{'accuracy':>10}")
+    for point in evaluation.curve:
+        click.echo(f"{point.attack:<12}{point.path:<9}{point.norm:<6}{point.eps:>8.4f}{point.accuracy:>10.3f}")
+    click.echo(f"clean {evaluation.clean_acc:.3f}, robust (worst case at ε={target_eps:.4g}) "
+               f"{evaluation.robust_acc:.3f}" + (f", AutoAttack {evaluation.autoattack_acc:.3f}"
+                                                 if evaluation.autoattack_acc is not None else ""))
+    click.echo("sanity: " + ", ".join(f"{k}={v}" for k, v in evaluation.sanity.items()))
+    for check, value in evaluation.sanity.items():
+        if value is False and check != "trusted":
+            click.echo(f"[orch] WARNING: sanity check {check} failed: robust accuracy is untrusted")
+    if run_id is not None:
+        log_to_run(tracking_uri, run_id, eval_profile, evaluation)
+        click.echo(f"[orch] logged to MLflow run {run_id} under eval/{eval_profile}/")
 
 
 @main.command()
@@ -193,6 +340,57 @@ def collate(sweep_dirs: tuple[str, ...], output: str) -> None:
     except FileNotFoundError as error:
         raise BadInput(str(error)) from None
     click.echo(f"[orch] wrote {table.num_rows} curve rows from {len(sweep_dirs)} sweep(s) to {output}")
+
+
+@main.command()
+@click.argument("sweep_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", default="report", show_default=True,
+              help="Folder for the figures (PNG and PDF), report.html, pareto.parquet and latent.parquet.")
+@click.option("--latent-examples", default=500, show_default=True, type=int,
+              help="Test points for the latent analyses of each method's best trial (t-SNE on at most 300); 0 skips them.")
+def report(sweep_dirs: tuple[str, ...], output: str, latent_examples: int) -> None:
+    """Figures, ranking, Pareto fronts and latent analyses of one or more sweeps, as one HTML page."""
+    from orchestrator.report import HTML_FILE, ReportError, write_report
+
+    if latent_examples < 0:
+        raise BadInput(f"--latent-examples must be at least 0 (got {latent_examples})")
+    if Path(output).exists() and not Path(output).is_dir():
+        raise BadInput(f"-o {output} is a file, not a folder")
+    dirs = [Path(d) for d in sweep_dirs]
+    try:
+        written = write_report(dirs, Path(output), latent_examples)  # checks all before writing
+    except ReportError as error:
+        raise BadInput(str(error)) from None
+    for note in written.notes:
+        click.echo(f"[orch] note: {note}")
+    click.echo(f"[orch] wrote {len(written.figures)} figures (PNG + PDF) and {Path(output) / HTML_FILE}")
+
+
+@main.command()
+@click.argument("sweep_dirs", nargs=-1, required=True, type=click.Path())
+def compare(sweep_dirs: tuple[str, ...]) -> None:
+    """Print the ranking table of one or more sweeps: each method's best configuration."""
+    from orchestrator.report import ReportError, compare_text
+
+    try:
+        click.echo(compare_text([Path(d) for d in sweep_dirs]))
+    except ReportError as error:
+        raise BadInput(str(error)) from None
+
+
+@main.command("validate-cluster")
+@click.argument("config", default="cluster.yaml", type=click.Path(dir_okay=False))
+def validate_cluster(config: str) -> None:
+    """Check a Ray cluster-launcher YAML offline, as `ray up` would: the schema inside the ray
+    package and Ray's own config validation. Exit code 2 and one line per problem if invalid."""
+    from orchestrator.cluster_config import validate_cluster_file
+
+    verdict = validate_cluster_file(Path(config))
+    for problem in verdict.problems:
+        click.echo(f"orch: error: {config}: {problem}", err=True)
+    if verdict.problems:
+        click.get_current_context().exit(2)
+    click.echo(f"{config}: {verdict.summary}")
 
 
 if __name__ == "__main__":

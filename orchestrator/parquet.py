@@ -13,6 +13,8 @@ from typing import Any, Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trainables.sanity import CHECKS
+
 SCHEMA_VERSION = "1"
 CURVES_FILE = "curves.parquet"
 TRIALS_FILE = "trials.parquet"
@@ -35,6 +37,7 @@ CURVE_POINT = [
     ("restarts", pa.int64()),
     ("n_examples", pa.int64()),
     ("accuracy", pa.float64()),
+    ("path", pa.string()),  # the inference path attacked: "predict" (full) or "base" (model only)
 ]
 TRIAL_OUTCOME = [
     ("status", pa.string()),  # FINISHED | FAILED | STOPPED
@@ -46,6 +49,9 @@ TRIAL_OUTCOME = [
     ("duration_s", pa.float64()),
     ("checkpoint_uri", pa.string()),
     ("error", pa.string()),
+    ("autoattack_acc", pa.float64()),  # test split at target_eps; null unless --eval standard|full
+    # trainables.sanity: True/False, null where a check did not run; sanity_trusted = all that ran.
+    *[(f"sanity_{check}", pa.bool_()) for check in (*CHECKS, "trusted")],
 ]
 
 

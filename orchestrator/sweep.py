@@ -1,17 +1,28 @@
 """Build and run one sweep: Ray Tune schedules trials, Optuna proposes them, callbacks record."""
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import click
+
 from orchestrator import parquet
 from orchestrator.callbacks import MlflowLogger, ParquetRecorder, SweepInfo
+from orchestrator.cluster import concurrency
+from orchestrator.resilient_mlflow import BufferedMlflow, bound_http_retries, is_transient, report_unlogged
+from orchestrator.resume import SavedSweep, reconcile, save_sweep, study_uri
 from orchestrator.search import first_points, search_space
+from orchestrator.seeds import SeedRepeater
+from orchestrator.storage import ParquetMirror, default_storage, experiment_path
 
 OBJECTIVE = "val_robust_acc"  # validation split, worst case at the target ε: drives the search
+# --objective: the metrics Optuna maximises. Robust accuracy comes last in both, so a report
+# reads it as a study's last objective value.
+OBJECTIVES = {"robust": [OBJECTIVE], "clean+robust": ["val_clean_acc", OBJECTIVE]}
+SCHEDULERS = ("fifo", "asha")
+FEW_EPOCHS = 3  # longer sweeps stop weak trials early (ASHA) unless --scheduler fifo
 
 
 @dataclass(frozen=True)
@@ -28,15 +39,33 @@ class SweepRequest:
     gpus_per_trial: float
     cpus_per_trial: int
     seed: int
+    storage: str = ""  # Tune's storage_path; "" = default_storage(sweep_dir)
+    address: str | None = None  # a running Ray cluster; None = a local Ray started here
+    max_failures: int = 0  # retries of a trial that dies, each from its last checkpoint
+    scheduler: str = "fifo"
+    resume: SavedSweep | None = None  # set: continue this sweep (its driver died)
+    settings: dict[str, Any] = field(default_factory=dict)  # the command's options, for --resume
+    where: str = "this machine"  # for messages: this machine or the cluster at ADDRESS
+    objective: str = "robust"  # a key of OBJECTIVES
+    seeds: int = 1  # seed replicates per configuration (orchestrator.seeds)
 
     @property
     def sweep_dir(self) -> Path:
         return self.results_dir / self.name
 
     @property
+    def storage_path(self) -> str:
+        return self.storage or default_storage(self.sweep_dir)
+
+    @property
+    def concurrency(self) -> int | None:
+        return concurrency(self.gpus, self.gpus_per_trial)
+
+    @property
     def info(self) -> SweepInfo:
         return SweepInfo(self.name, self.method, self.base["dataset"], self.base["model"],
-                         self.seed, self.base["epochs"], self.trials)
+                         self.seed, self.base["epochs"], self.trials * self.seeds, self.objective,
+                         self.fixed.get("eval_profile", self.base["eval_profile"]))
 
 
 def experiment_name(dataset: str) -> str:
@@ -44,66 +73,145 @@ def experiment_name(dataset: str) -> str:
     return f"orch-{dataset}"
 
 
+def default_scheduler(epochs: int) -> str:
+    return "asha" if epochs > FEW_EPOCHS else "fifo"
+
+
 def run_sweep(request: SweepRequest, out: TextIO | None = None) -> list[dict[str, Any]]:
-    """Runs the sweep; returns the rows of trials.parquet."""
+    """Runs the sweep (or continues it, for request.resume); returns the rows of trials.parquet."""
+    from orchestrator.cluster import connect, start_local
+
+    # MLflow and Parquet are our records; Tune keeps only its result.json (its ResultGrid reads it).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Keeping 1 checkpoint forces an experiment snapshot per trial checkpoint (see _new_tuner);
+    # on short epochs Tune warns about it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # orch prints where its results are; MLflow's own "View run" links would repeat it per trial.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    bound_http_retries()
+    mlflow = BufferedMlflow(request.tracking_uri)
+    experiment_id, parent_id = _open_parent(mlflow, request)
+
     import ray
-    from mlflow.tracking import MlflowClient
+
+    if request.address is not None and not ray.is_initialized():
+        connect(request.address)
+    elif request.address is None:
+        start_local(request.gpus)
+    tuner = _restored_tuner(request) if request.resume else _new_tuner(request, experiment_id, parent_id, out)
+    status = "FAILED"
+    try:
+        tuner.fit()
+        status = "FINISHED"
+        _reconcile(mlflow, experiment_id, parent_id, request.sweep_dir)
+    finally:
+        _close_parent(mlflow, parent_id, request.sweep_dir, status)
+        report_unlogged(mlflow.close())
+    trials_path = request.sweep_dir / parquet.TRIALS_FILE
+    return parquet.read_rows(trials_path) if trials_path.exists() else []
+
+
+def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, str]:
+    """(experiment id, parent run id): created for a new sweep (the server was checked at the
+    start, so failing here is loud), reopened for a resumed one."""
+    if request.resume:
+        mlflow.update_run(request.resume.parent_run_id, status="RUNNING")
+        return request.resume.experiment_id, request.resume.parent_run_id
+    request.sweep_dir.mkdir(parents=True)
+    client = mlflow.client
+    experiment_id = _experiment_id(client, experiment_name(request.base["dataset"]))
+    parent = client.create_run(experiment_id, run_name=request.name, tags={
+        "sweep": request.name, "method": request.method, "dataset": request.base["dataset"],
+        "model": request.base["model"], "objective": request.objective,
+        "eval_profile": request.info.eval_profile, "seeds": str(request.seeds), "orch.role": "sweep"})
+    parent_id = parent.info.run_id
+    client.log_batch(parent_id, params=_params({"trials": request.trials, **request.base, **request.fixed}))
+    save_sweep(request.sweep_dir, SavedSweep(request.settings, experiment_id, parent_id))
+    return experiment_id, parent_id
+
+
+def _trainable(request: SweepRequest):
+    from ray import tune
+
+    from orchestrator.tune_adapter import trainable
+
+    resources = {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial if request.gpus else 0}
+    return tune.with_resources(tune.with_parameters(trainable, base=request.base), resources)
+
+
+def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: TextIO | None):
+    import optuna
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
     from ray.tune.search.optuna import OptunaSearch
 
-    from orchestrator.tune_adapter import trainable
-
-    # MLflow and Parquet are our records; Tune keeps only its result.json (its ResultGrid reads it).
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # Keeping 2 checkpoints forces an experiment snapshot per epoch; on short epochs Tune warns.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    request.sweep_dir.mkdir(parents=True)
-    client = MlflowClient(request.tracking_uri)
-    experiment_id = _experiment_id(client, experiment_name(request.base["dataset"]))
-    parent = client.create_run(experiment_id, run_name=request.name, tags={
-        "sweep": request.name, "method": request.method, "dataset": request.base["dataset"],
-        "model": request.base["model"], "objective": OBJECTIVE, "orch.role": "sweep"})
-    parent_id = parent.info.run_id
-    client.log_batch(parent_id, params=_params({"trials": request.trials, **request.base, **request.fixed}))
-
     mlflow_logger = MlflowLogger(request.tracking_uri, experiment_id, parent_id, request.info, request.base)
-    recorder = ParquetRecorder(request.sweep_dir, request.info, mlflow_logger.run_ids.get, out)
+    callbacks = [mlflow_logger, ParquetRecorder(request.sweep_dir, request.info, mlflow_logger.run_id_of, out)]
+    if request.storage_path != default_storage(request.sweep_dir):
+        callbacks.append(ParquetMirror(request.sweep_dir, request.storage_path, request.name))
+    metrics = OBJECTIVES[request.objective]
     searcher = OptunaSearch(
         space=search_space(request.method, request.family, request.fixed),
-        metric=OBJECTIVE, mode="max",
+        # One metric: single-objective TPE. A list: multi-objective, Optuna keeps the Pareto front.
+        metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=["max"] * len(metrics) if len(metrics) > 1 else "max",
         points_to_evaluate=first_points(request.method, request.family, request.fixed),
         sampler=TPESampler(seed=request.seed),
+        # A study on disk continues after a crash where it was, and reports can read it.
+        storage=optuna.storages.RDBStorage(study_uri(request.sweep_dir)), study_name=request.name,
     )
-    resources = {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial if request.gpus else 0}
-    concurrency = math.floor(request.gpus / request.gpus_per_trial) if request.gpus else None
-
-    if not ray.is_initialized():
-        # Workers log at WARNING: one "checkpoint created" line per epoch would drown progress.
-        ray.init(num_gpus=request.gpus or None, include_dashboard=False,
-                 logging_config=ray.LoggingConfig(log_level="WARNING"))
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, base=request.base), resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=request.trials,
-                                    max_concurrent_trials=concurrency),
+    if request.seeds > 1:
+        searcher = SeedRepeater(searcher, request.seeds, request.seed)
+    return tune.Tuner(
+        _trainable(request),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(request),
+                                    num_samples=request.trials * request.seeds,
+                                    max_concurrent_trials=request.concurrency),
         run_config=tune.RunConfig(
             name=request.name,
-            storage_path=str((request.sweep_dir / "ray").resolve()),
-            callbacks=[mlflow_logger, recorder, JsonLoggerCallback()],
-            failure_config=tune.FailureConfig(max_failures=0),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            storage_path=request.storage_path,
+            callbacks=[*callbacks, JsonLoggerCallback()],
+            failure_config=tune.FailureConfig(max_failures=request.max_failures),
+            # Tune snapshots the experiment after every num_to_keep checkpoints of a trial: with 1,
+            # a driver that dies loses at most the epoch in flight (see orchestrator.resume).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
         ),
     )
-    status = "FAILED"
+
+
+def _restored_tuner(request: SweepRequest):
+    """Tune restores the trials, the searcher and the callbacks (pickled when the sweep started;
+    they recover their state from MLflow and Parquet in `setup`). Finished trials stay finished;
+    unfinished and errored ones continue from their last checkpoints."""
+    from ray import tune
+
+    return tune.Tuner.restore(experiment_path(request.storage_path, request.name), _trainable(request),
+                              resume_unfinished=True, resume_errored=True)
+
+
+def _scheduler(request: SweepRequest):
+    """ASHA stops trials whose validation robust accuracy trails the others' at the same epoch
+    (rungs at grace, 3 x grace, ...); FIFO (None) runs every trial to the end."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    if request.scheduler == "fifo":
+        return None
+    epochs = request.base["epochs"]
+    return ASHAScheduler(time_attr="epoch", metric=OBJECTIVE, mode="max", max_t=epochs,
+                         grace_period=max(1, epochs // 4), reduction_factor=3)
+
+
+def _reconcile(mlflow: BufferedMlflow, experiment_id: str, parent_id: str, sweep_dir: Path) -> None:
     try:
-        tuner.fit()
-        status = "FINISHED"
-    finally:
-        _close_parent(client, parent_id, request.sweep_dir, status)
-    trials_path = request.sweep_dir / parquet.TRIALS_FILE
-    return parquet.read_rows(trials_path) if trials_path.exists() else []
+        notes = reconcile(mlflow, experiment_id, parent_id, sweep_dir)
+    except Exception as error:  # noqa: BLE001 - only an unreachable server is tolerated
+        if not is_transient(error):
+            raise
+        notes = [f"MLflow unreachable, records not reconciled ({str(error).splitlines()[0][:200]})"]
+    for note in notes:
+        click.echo(f"[orch] reconcile: {note}", err=True)
 
 
 def _experiment_id(client, name: str) -> str:
@@ -117,15 +225,29 @@ def _params(values: dict[str, Any]):
     return [Param(k, str(v)) for k, v in sorted(values.items())]
 
 
-def _close_parent(client, parent_id: str, sweep_dir: Path, status: str) -> None:
-    """The parent run carries the sweep's Parquet files and its best validation score."""
+def _close_parent(client: BufferedMlflow, parent_id: str, sweep_dir: Path, status: str) -> None:
+    """The parent run carries the sweep's Parquet files, its summary plots and its best
+    validation score."""
     for name in (parquet.CURVES_FILE, parquet.TRIALS_FILE):
         if (sweep_dir / name).exists():
             client.log_artifact(parent_id, str(sweep_dir / name))
     trials_path = sweep_dir / parquet.TRIALS_FILE
+    if trials_path.exists() and (sweep_dir / parquet.CURVES_FILE).exists():
+        _log_summary_figures(client, parent_id, sweep_dir)
     if trials_path.exists():
         scores = [r["val_robust_acc"] for r in parquet.read_rows(trials_path)
                   if r["status"] == "FINISHED" and r["val_robust_acc"] is not None]
         if scores:
             client.log_metric(parent_id, f"best_{OBJECTIVE}", max(scores))
     client.set_terminated(parent_id, status)
+
+
+def _log_summary_figures(client: BufferedMlflow, parent_id: str, sweep_dir: Path) -> None:
+    """`orch report`'s first two figures for this sweep alone, under `summary/`."""
+    import tempfile
+
+    from orchestrator.report import summary_figures
+
+    with tempfile.TemporaryDirectory() as folder:
+        if summary_figures(sweep_dir, Path(folder)):
+            client.log_artifacts(parent_id, folder, artifact_path="summary")

@@ -18,10 +18,19 @@ from trainables.checkpoint import STATE_FILE, load_state_file
 class TuneReporter:
     """Per epoch: a checkpoint directory holding the trial state, and the metrics. Lists and
     dicts (the curve, sanity flags) travel as JSON strings under `<key>_json` so Tune's loggers
-    and progress table see only scalars."""
+    and progress table see only scalars. Every report also says where the trial runs (the Ray
+    node and the GPUs Ray gave it), which the driver records in MLflow."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self.placement = {
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        }
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
-        scalars = {}
+        scalars: dict[str, Any] = dict(self.placement)
         for key, value in metrics.items():
             if isinstance(value, (list, dict)):
                 scalars[f"{key}_json"] = json.dumps(value)
@@ -44,6 +53,10 @@ def trainable(config: dict[str, Any], base: dict[str, Any]) -> None:
     _warn_if_gpu_without_cuda()
     checkpoint = tune.get_checkpoint()
     resume = load_state(checkpoint) if checkpoint else None
+    if resume is not None and resume["epoch"] >= trial_config.train.epochs:
+        # Its last epoch and curve were reported already: Tune restores such a trial when the
+        # driver died between that report and its next snapshot. Nothing is left to compute.
+        return
     run_trial(trial_config, TuneReporter(), resume=resume)
 
 

@@ -28,6 +28,15 @@ BAD_INPUTS = {
     "sqlite in missing folder": (["sweep", "madry", "--tracking-uri", "sqlite:///nowhere/x/mlflow.db"],
                                  "does not exist"),
     "bad knob value": (["sweep", "er-classifier", "--set", "prior=laplace"], "prior='laplace'"),
+    "more gpus than the machine": (["sweep", "madry", "--gpus", "2"], "--gpus 2 exceeds the 0 GPUs of this machine"),
+    "fractional gpus above one": (["sweep", "madry", "--gpus-per-trial", "1.5"], "above 1 it must be a whole number"),
+    "more cpus than the machine": (["sweep", "madry", "--cpus-per-trial", "4096"], "the largest node of this machine has"),
+    "unknown scheduler": (["sweep", "madry", "--scheduler", "hyperband"], "--scheduler 'hyperband': choose one of fifo, asha"),
+    "negative max failures": (["sweep", "madry", "--max-failures", "-1"], "--max-failures must be at least 0"),
+    "resume without name": (["sweep", "madry", "--resume"], "--resume needs the --name"),
+    "resume of nothing": (["sweep", "madry", "--resume", "--name", "nope"], "holds no sweep to resume"),
+    "unreachable cluster": (["sweep", "madry", "--address", f"127.0.0.1:{_closed_port()}"],
+                            "cannot reach a Ray cluster at 127.0.0.1:"),
 }
 
 
@@ -70,3 +79,19 @@ def test_methods_command_lists_spaces_and_defaults():
     assert "er-classifier" in result.output
     assert "prior: one of gaussian, uniform, cauchy" in result.output
     assert "paper defaults (first trial): lambda=0.0005, embed_dim=4" in result.output
+
+
+def test_resume_refuses_flags_that_change_the_sweep(tmp_path, monkeypatch):
+    from orchestrator.resume import SavedSweep, save_sweep
+
+    monkeypatch.chdir(tmp_path)
+    sweep_dir = tmp_path / "results" / "s"
+    sweep_dir.mkdir(parents=True)
+    save_sweep(sweep_dir, SavedSweep({"method": "madry", "epochs": 3, "trials": 2}, "0", "parent"))
+    changed = CliRunner().invoke(main, ["sweep", "madry", "--resume", "--name", "s", "--epochs", "5"])
+    assert changed.exit_code == 2
+    assert changed.stderr.strip() == ("orch: error: --resume continues sweep s with its saved settings: "
+                                      "--epochs 5 differs from its 3 (leave the flag out)")
+    other = CliRunner().invoke(main, ["sweep", "er-classifier", "--resume", "--name", "s"])
+    assert other.exit_code == 2 and "is a madry sweep, not er-classifier" in other.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["sweep.json"]

@@ -279,9 +279,13 @@ class ParquetRecorder(tune.Callback):
                        [{**identity, **point} for point in curve], "curves")
         self._write_trial(trial, identity, status, result, error=None)
         self.ended += 1
-        self._say(f"[orch] trial {trial.trial_id} {status.lower()} ({self.ended}/{self.info.trials}): "
-                  f"test clean {result.get('test_clean_acc', float('nan')):.3f}  "
-                  f"test robust {result.get('test_robust_acc', float('nan')):.3f}")
+        if status == "STOPPED":  # no test evaluation: the scheduler ended it before the last epoch
+            outcome = (f"stopped early by the scheduler after epoch {result.get('epoch', '?')}: "
+                       f"val robust {result.get('val_robust_acc', float('nan')):.3f}")
+        else:
+            outcome = (f"finished: test clean {result['test_clean_acc']:.3f}  "
+                       f"test robust {result['test_robust_acc']:.3f}")
+        self._say(f"[orch] trial {trial.trial_id} {outcome} ({self.ended}/{self.info.trials})")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         error = error_line(trial)

@@ -109,7 +109,7 @@ def test_a_sweep_spreads_over_both_nodes_and_survives_an_mlflow_outage(env):
                    "--name", "spread", "--storage", str(storage), tracking_uri=proxy.uri)
     run.lines_until(lambda line: " epoch 1/2" in line)
     proxy.down()
-    run.lines_until(lambda line: " finished (" in line)
+    run.lines_until(lambda line: " finished: " in line)
     time.sleep(3)
     proxy.up()
     assert run.finish() == 0, run.output
@@ -171,7 +171,7 @@ def test_a_killed_trial_continues_from_its_checkpoint(env):
 def test_a_killed_driver_is_resumed_without_losing_or_repeating_trials(env):
     run = env.orch("madry", "--gpus", "2", "--trials", "3", "--epochs", "3", "--name", "crash",
                    "--storage", str(env.base / "shared"))
-    run.lines_until(lambda line: " finished (" in line)
+    run.lines_until(lambda line: " finished: " in line)
     run.kill()  # SIGKILL: no callback, no cleanup runs
     rows_before = env.rows("crash")
     finished_before = {c.data.tags["trial_id"]: c for c in env.children("crash") if c.info.status == "FINISHED"}

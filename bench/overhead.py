@@ -39,6 +39,7 @@ def through_orch(trials: int, epochs: int, cores: int, workdir: Path) -> float:
     sets = [arg for k, v in FIXED.items() for arg in ("--set", f"{k}={v}")]
     command = [sys.executable, "-m", "orchestrator.cli", "sweep", "standard", "--trials", str(trials),
                "--epochs", str(epochs), "--cpus-per-trial", str(cores), "--name", "overhead",
+               "--scheduler", "fifo",  # every trial runs all its epochs, as in-process
                "--results-dir", str(workdir / "results"),
                "--tracking-uri", f"sqlite:///{workdir}/mlflow.db", *sets]
     start = time.perf_counter()

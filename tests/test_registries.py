@@ -115,7 +115,9 @@ def check_embed_and_head(model: EmbedHeadModel, spec: ModelSpec) -> None:
 @pytest.mark.parametrize("name", [n for n in MODELS.names() if n not in WIDE_PRESETS])
 def test_model_embeds_every_input_shape(name: str, shape: tuple[int, int, int]) -> None:
     spec = spec_for(shape)
-    check_embed_and_head(build_model(name, spec), spec)
+    model = build_model(name, spec)
+    check_embed_and_head(model, spec)
+    assert model.embed_dim == spec.embed_dim
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
@@ -124,7 +126,9 @@ def test_wide_resnet_of_any_size_embeds_every_input_shape(depth: int, width: int
                                                           shape: tuple[int, int, int]) -> None:
     # The big presets share this constructor; they are only built (below), to keep tests fast.
     spec = spec_for(shape)
-    check_embed_and_head(wide_resnet(spec, depth, width), spec)
+    model = wide_resnet(spec, depth, width)
+    check_embed_and_head(model, spec)
+    assert model.embed_dim == spec.embed_dim
 
 
 @pytest.mark.parametrize("name, millions", WIDE_PRESETS.items())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -79,8 +80,6 @@ def default_scheduler(epochs: int) -> str:
 
 def run_sweep(request: SweepRequest, out: TextIO | None = None) -> list[dict[str, Any]]:
     """Runs the sweep (or continues it, for request.resume); returns the rows of trials.parquet."""
-    from orchestrator.cluster import connect, start_local
-
     # MLflow and Parquet are our records; Tune keeps only its result.json (its ResultGrid reads it).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Keeping 1 checkpoint forces an experiment snapshot per trial checkpoint (see _new_tuner);
@@ -89,15 +88,12 @@ def run_sweep(request: SweepRequest, out: TextIO | None = None) -> list[dict[str
     # orch prints where its results are; MLflow's own "View run" links would repeat it per trial.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     bound_http_retries()
-    mlflow = BufferedMlflow(request.tracking_uri)
-    experiment_id, parent_id = _open_parent(mlflow, request)
-
-    import ray
-
-    if request.address is not None and not ray.is_initialized():
-        connect(request.address)
-    elif request.address is None:
-        start_local(request.gpus)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Both take seconds and mostly wait: a new SQLite store runs MLflow's migrations, Ray
+        # starts its processes. Overlapped, they cost the longer of the two, not the sum.
+        opening = pool.submit(_open_records, request)
+        _start_ray(request)
+        mlflow, experiment_id, parent_id = opening.result()
     tuner = _restored_tuner(request) if request.resume else _new_tuner(request, experiment_id, parent_id, out)
     status = "FAILED"
     try:
@@ -109,6 +105,22 @@ def run_sweep(request: SweepRequest, out: TextIO | None = None) -> list[dict[str
         report_unlogged(mlflow.close())
     trials_path = request.sweep_dir / parquet.TRIALS_FILE
     return parquet.read_rows(trials_path) if trials_path.exists() else []
+
+
+def _start_ray(request: SweepRequest) -> None:
+    import ray
+
+    from orchestrator.cluster import connect, start_local
+
+    if request.address is not None and not ray.is_initialized():
+        connect(request.address)
+    elif request.address is None:
+        start_local(request.gpus)
+
+
+def _open_records(request: SweepRequest) -> tuple[BufferedMlflow, str, str]:
+    mlflow = BufferedMlflow(request.tracking_uri)
+    return (mlflow, *_open_parent(mlflow, request))
 
 
 def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, str]:
@@ -167,7 +179,10 @@ def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: T
         _trainable(request),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(request),
                                     num_samples=request.trials * request.seeds,
-                                    max_concurrent_trials=request.concurrency),
+                                    max_concurrent_trials=request.concurrency,
+                                    # Every trial asks for the same resources: a finished trial's
+                                    # worker (torch imported, dataset cached) runs the next one.
+                                    reuse_actors=True),
         run_config=tune.RunConfig(
             name=request.name,
             storage_path=request.storage_path,

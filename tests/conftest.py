@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from trainables.config import DataConfig, TrialConfig
-from trainables.data import load_dataset
+from trainables.data import ResidentSplit, load_dataset
 from trainables.trial import build_method, train_one_epoch
 
 # Small budgets so a real sweep takes seconds: 1 epoch, few eval points, short attacks.
@@ -27,8 +27,9 @@ def train_method(data, method: str, epochs: int, seed: int = 0, **flat) -> nn.Mo
     torch.manual_seed(seed)
     config = TrialConfig(method=method).replace(lr=3e-3, **flat)
     trained = build_method(config, data, torch.device("cpu"))
+    train = ResidentSplit.of(data.train, "cpu")
     for epoch in range(epochs):
-        train_one_epoch(trained, data.train, config.train.batch_size,
+        train_one_epoch(trained, train, config.train.batch_size,
                         torch.Generator().manual_seed(100 * seed + epoch))
     return trained.eval()
 

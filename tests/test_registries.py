@@ -30,11 +30,12 @@ def tiny_batch(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(n, 1, 8, 8, generator=gen), torch.arange(n) % NUM_CLASSES
 
 
-def build_method(name: str, seed: int) -> Method:
+def build_method(name: str, seed: int, optimizer: str = "adam", fused: bool = False) -> Method:
     torch.manual_seed(seed)
     spec = ModelSpec((1, 8, 8), NUM_CLASSES, 4, (0.5,), (0.3,))
-    settings = TrainSettings(lr=1e-3, optimizer="adam", weight_decay=0.0, train_eps=0.3,
-                             train_steps=2, train_step_size=None, num_classes=NUM_CLASSES)
+    settings = TrainSettings(lr=1e-3, optimizer=optimizer, weight_decay=0.0, train_eps=0.3,
+                             train_steps=2, train_step_size=None, num_classes=NUM_CLASSES,
+                             fused=fused)
     method_cls = METHODS.get(name)
     return method_cls(build_model("small-cnn", spec), method_cls.Hparams(), settings)
 
@@ -87,6 +88,24 @@ def test_method_trains_and_resumes_from_its_state(name: str) -> None:
     set_mode(False, method, resumed)
     with torch.no_grad():
         torch.testing.assert_close(resumed.predict(x), method.predict(x))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("name", METHODS.names())
+def test_fused_optimizers_take_the_same_steps(name: str, optimizer: str) -> None:
+    # On CUDA every optimizer of every method is fused; PyTorch has the same kernels on CPU.
+    x, y = tiny_batch()
+    plain = build_method(name, seed=0, optimizer=optimizer)
+    fused = build_method(name, seed=0, optimizer=optimizer, fused=True)
+    assert plain.optimizers and all(g["fused"] for o in fused.optimizers.values() for g in o.param_groups)
+    assert not any(g["fused"] for o in plain.optimizers.values() for g in o.param_groups)
+    for step in range(3):
+        expected, got = seeded_step(plain, x, y, seed=step), seeded_step(fused, x, y, seed=step)
+        torch.testing.assert_close(got["loss"], expected["loss"], rtol=1e-4, atol=1e-6)
+    if optimizer == "sgd":
+        # (Adam moves a parameter whose gradient is ~0 by ±lr either way, so only its losses match.)
+        for (key, expected), got in zip(plain.state_dict().items(), fused.state_dict().values()):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5, msg=f"{name}: {key}")
 
 
 @pytest.mark.parametrize("name", METHODS.names())

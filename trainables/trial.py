@@ -15,7 +15,7 @@ import torch
 
 from trainables.augment import crop_and_flip
 from trainables.config import TrialConfig
-from trainables.data import EPS_GRID, TARGET_EPS, Dataset, Split, load_dataset
+from trainables.data import EPS_GRID, TARGET_EPS, Dataset, ResidentSplit, Split, load_dataset
 from trainables.evaluate import CurvePoint, accuracy, evaluate_trial, pgd_accuracy
 from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
@@ -86,23 +86,24 @@ def build_method(config: TrialConfig, data: Dataset, device: torch.device) -> Me
         train_steps=config.attack.train_steps,
         train_step_size=config.attack.train_step_size,
         num_classes=data.num_classes,
+        fused=device.type == "cuda",
     )
     return METHODS.get(config.method)(model, config.hparams, settings).to(device)
 
 
-def train_one_epoch(method: Method, train: Split, batch_size: int,
+def train_one_epoch(method: Method, train: ResidentSplit, batch_size: int,
                     generator: torch.Generator, augment: bool = False) -> dict[str, float]:
     """One pass over a shuffled train split that lives on the device; returns the mean of each
     train_step output. On CUDA the step runs under bf16 autocast with channels_last inputs."""
     method.train()
-    device = train.x.device
+    device = train.y.device
     cuda = device.type == "cuda"
     order = torch.randperm(len(train), generator=generator).to(device)
     sums: dict[str, torch.Tensor] = {}
     batches = 0
     for start in range(0, len(train), batch_size):
         idx = order[start:start + batch_size]
-        x = crop_and_flip(train.x[idx]) if augment else train.x[idx]
+        x = crop_and_flip(train.images(idx)) if augment else train.images(idx)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
@@ -125,7 +126,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
     data = load_dataset(config.data)
     protocol = resolve_protocol(config, data.family)
     method = build_method(config, data, device)
-    train = data.train.to(device)
+    train = ResidentSplit.of(data.train, device)
     val = data.val.head(config.eval.val_examples).to(device)
     augment = config.train.augment if config.train.augment is not None else data.family == "cifar-like"
 

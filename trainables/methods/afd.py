@@ -74,11 +74,7 @@ class AFD(Method):
 
     def _gan_optimizer(self, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         """The code's GAN-step optimizers: SGD momentum 0.9, or Adam with β₁ = 0.5; no decay."""
-        if self.settings.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=0.9)
-        if self.settings.optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-        raise ValueError(f"unknown optimizer {self.settings.optimizer!r}; known: adam, sgd")
+        return self.make_optimizer(params, lr=lr, weight_decay=0.0, adam_beta1=0.5)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """z = E(x), on the unit sphere when `normalize`."""

@@ -104,8 +104,8 @@ class ATLD(Method):
         # IMT makes predict differ from model(x): the evaluation then also attacks model alone.
         self.changes_inference = hp.imt != "off"
         self.optimizers["model"] = self.make_optimizer(model.parameters())
-        self.optimizers["discriminator"] = torch.optim.SGD(
-            self.discriminator.parameters(), lr=hp.disc_lr, momentum=0.9, weight_decay=2e-4)
+        self.optimizers["discriminator"] = self.make_optimizer(
+            self.discriminator.parameters(), lr=hp.disc_lr, kind="sgd", weight_decay=2e-4)
 
     # --- the discriminator's two heads --------------------------------------------------
     def manifold_logit(self, logits: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 gradient), the same model, method and PGD steps, measured in one run so the result is a ratio.
 
     python bench/throughput.py                          # CPU-sized default grid
-    python bench/throughput.py --methods madry,tla --models resnet18 --shape 3x32x32 --steps 10
+    python bench/throughput.py --methods madry,tla --models resnet18 --shapes 3x32x32 --steps 10
 
 On CUDA it also reports an MFU estimate (FLOPs counted with torch's FlopCounterMode on one
 training step, divided by the device's dense bf16 peak) and peak memory per configuration.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save, table  # noqa: E402
 
 from trainables.config import TrialConfig  # noqa: E402
-from trainables.data import Split  # noqa: E402
+from trainables.data import ResidentSplit, Split  # noqa: E402
 from trainables.methods import METHODS, TrainSettings  # noqa: E402
 from trainables.models import ModelSpec, build_model  # noqa: E402
 from trainables.trial import train_one_epoch  # noqa: E402
@@ -31,10 +31,10 @@ from trainables.trial import train_one_epoch  # noqa: E402
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 
 
-def synthetic(shape: tuple[int, int, int], n: int, classes: int, device: torch.device) -> Split:
-    x = torch.rand(n, *shape, device=device)
-    y = torch.randint(0, classes, (n,), device=device)
-    return Split(x, y)
+def synthetic(shape: tuple[int, int, int], n: int, classes: int) -> Split:
+    """Random 8-bit images, like every real image dataset (so they live on the device as uint8)."""
+    x = torch.randint(0, 256, (n, *shape), dtype=torch.uint8).float() / 255
+    return Split(x, torch.randint(0, classes, (n,)))
 
 
 def make_method(name: str, model_name: str, shape, classes: int, steps: int, device):
@@ -43,18 +43,21 @@ def make_method(name: str, model_name: str, shape, classes: int, steps: int, dev
     hp = TrialConfig(method=name).hparams
     eps = 8 / 255 if shape[0] == 3 else 0.3
     settings = TrainSettings(lr=1e-3, optimizer="sgd", weight_decay=0.0, train_eps=eps,
-                             train_steps=steps, train_step_size=None, num_classes=classes)
+                             train_steps=steps, train_step_size=None, num_classes=classes,
+                             fused=torch.device(device).type == "cuda")
     return METHODS.get(name)(model, hp, settings).to(device)
 
 
-def orch_images_per_s(method, split: Split, batch: int, epochs: int) -> float:
+def orch_images_per_s(method, split: Split, batch: int, epochs: int, device) -> float:
+    """What run_trial does: the split resident on the device, then train_one_epoch."""
     generator = torch.Generator().manual_seed(0)
-    train_one_epoch(method, split.head(batch * 2), batch, generator)  # warm-up (and compile)
-    _sync(split.x.device)
+    train_one_epoch(method, ResidentSplit.of(split.head(batch * 2), device), batch, generator)  # warm-up
+    _sync(device)
     start = time.perf_counter()
+    resident = ResidentSplit.of(split, device)  # the one host-to-device copy, timed
     for _ in range(epochs):
-        train_one_epoch(method, split, batch, generator)
-    _sync(split.x.device)
+        train_one_epoch(method, resident, batch, generator)
+    _sync(device)
     return epochs * len(split) / (time.perf_counter() - start)
 
 
@@ -90,12 +93,12 @@ def reference_images_per_s(model, split: Split, batch: int, epochs: int, steps: 
     return epochs * len(split) / (time.perf_counter() - start)
 
 
-def flops_per_image(method, split: Split, batch: int) -> float:
+def flops_per_image(method, split: Split, batch: int, device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        method.train_step(split.x[:batch], split.y[:batch])
+        method.train_step(split.x[:batch].to(device), split.y[:batch].to(device))
     return counter.get_total_flops() / batch
 
 
@@ -111,44 +114,51 @@ def peak_flops(device) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
+def measure(name: str, model_name: str, shape, split: Split, args, device) -> dict:
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    method = make_method(name, model_name, shape, 10, args.steps, device)
+    ours = orch_images_per_s(method, split, args.batch, args.epochs, device)
+    row = {"method": name, "model": model_name, "shape": "x".join(map(str, shape)),
+           "pgd_steps": args.steps, "orch_img_s": ours}
+    if name == "madry":  # the reference loop is PGD-AT, so compare like with like
+        ref_model = make_method(name, model_name, shape, 10, args.steps, device).model
+        reference = reference_images_per_s(ref_model, split, args.batch, args.epochs, args.steps,
+                                           method.settings.train_eps, device)
+        row.update(reference_img_s=reference, ratio=ours / reference)
+    peak = peak_flops(device)
+    if peak:
+        row["mfu"] = ours * flops_per_image(method, split, args.batch, device) / peak
+        row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cuda = torch.cuda.is_available()
-    parser.add_argument("--methods", default="madry,er-classifier,trades")
-    parser.add_argument("--models", default="resnet18" if cuda else "small-cnn")
-    parser.add_argument("--shape", default="3x32x32" if cuda else "1x28x28")
+    parser.add_argument("--methods", default=",".join(METHODS.names()), help="comma-separated")
+    parser.add_argument("--models", default="resnet18" if cuda else "small-cnn", help="comma-separated")
+    parser.add_argument("--shapes", default="3x32x32" if cuda else "1x28x28",
+                        help="comma-separated CxHxW, e.g. 1x28x28,3x32x32")
     parser.add_argument("--images", type=int, default=10_000 if cuda else 1024)
     parser.add_argument("--batch", type=int, default=512 if cuda else 128)
     parser.add_argument("--steps", type=int, default=10, help="PGD steps of the training adversary")
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     device = torch.device("cuda" if cuda else "cpu")
-    shape = tuple(int(v) for v in args.shape.split("x"))
-    split = synthetic(shape, args.images, 10, device)
     rows = []
-    for model_name in args.models.split(","):
-        for name in args.methods.split(","):
-            torch.manual_seed(0)
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            method = make_method(name, model_name, shape, 10, args.steps, device)
-            ours = orch_images_per_s(method, split, args.batch, args.epochs)
-            row = {"method": name, "model": model_name, "shape": args.shape, "pgd_steps": args.steps,
-                   "orch_img_s": ours}
-            if name == "madry":  # the reference loop is PGD-AT, so compare like with like
-                ref_model = make_method(name, model_name, shape, 10, args.steps, device).model
-                reference = reference_images_per_s(ref_model, split, args.batch, args.epochs, args.steps,
-                                                   method.settings.train_eps, device)
-                row.update(reference_img_s=reference, ratio=ours / reference)
-            peak = peak_flops(device)
-            if peak:
-                row["mfu"] = ours * flops_per_image(method, split, args.batch) / peak
-                row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
-            rows.append(row)
-    madry = {r["model"]: r["orch_img_s"] for r in rows if r["method"] == "madry"}
+    for shape_name in args.shapes.split(","):
+        shape = tuple(int(v) for v in shape_name.split("x"))
+        split = synthetic(shape, args.images, 10)
+        for model_name in args.models.split(","):
+            for name in args.methods.split(","):
+                rows.append(measure(name, model_name, shape, split, args, device))
+                print(f"{name} {model_name} {shape_name}: {rows[-1]['orch_img_s']:.0f} img/s", flush=True)
+    madry = {(r["model"], r["shape"]): r["orch_img_s"] for r in rows if r["method"] == "madry"}
     for row in rows:
-        if row["model"] in madry:
-            row["epoch_time_vs_madry"] = madry[row["model"]] / row["orch_img_s"]
+        if (row["model"], row["shape"]) in madry:
+            row["epoch_time_vs_madry"] = madry[row["model"], row["shape"]] / row["orch_img_s"]
     columns = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
     print(table([{c: r.get(c, "") for c in columns} for r in rows]))
     print("targets (GPU): ratio >= 3 for madry resnet18, mfu >= 0.30, epoch_time_vs_madry <= 1.5")

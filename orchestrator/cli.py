@@ -70,11 +70,15 @@ def main() -> None:
                    "Square (and transfer) over the grid. Sanity checks run in every profile.")
 @click.option("--eval-examples", default=1000, show_default=True, type=int,
               help="Test points attacked for the final curve (0: the whole test split).")
+@click.option("--compile", "compile_model", is_flag=True,
+              help="torch.compile every trial's model on CUDA (its first batches compile it); "
+                   "no effect on CPU.")
 def sweep(method: str, dataset: str, data_dir: str | None, model: str, trials: int, epochs: int,
           gpus: float | None, gpus_per_trial: float, cpus_per_trial: int, name: str | None,
           results_dir: str, tracking_uri: str | None, seed: int, sets: tuple[str, ...],
           address: str | None, storage: str | None, max_failures: int, scheduler: str | None,
-          resume: bool, objective: str, seeds: int, eval_profile: str, eval_examples: int) -> None:
+          resume: bool, objective: str, seeds: int, eval_profile: str, eval_examples: int,
+          compile_model: bool) -> None:
     """Search METHOD's hyperparameters: train, attack and record every trial."""
     ctx = click.get_current_context()
     settings, saved = _resumed(ctx) if resume else (dict(ctx.params), None)
@@ -131,7 +135,8 @@ def _resources_line(request) -> str:
 def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, gpus_per_trial,
                        cpus_per_trial, name, results_dir, tracking_uri, seed, sets, address=None,
                        storage=None, max_failures=0, scheduler=None, resume=False, saved=None,
-                       objective="robust", seeds=1, eval_profile="quick", eval_examples=1000):
+                       objective="robust", seeds=1, eval_profile="quick", eval_examples=1000,
+                       compile_model=False):
     """Every check that can fail runs here, before anything is written or a trial runs. A local
     Ray is started later (by run_sweep); a cluster given by --address is connected to here, to
     check what it has."""
@@ -182,7 +187,7 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
         base = TrialConfig.from_flat({
             "method": method, "dataset": dataset, "data_dir": data_dir or "", "model": model,
             "epochs": epochs, "seed": seed, "threads": cpus_per_trial,
-            "eval_profile": eval_profile, "eval_examples": eval_examples,
+            "eval_profile": eval_profile, "eval_examples": eval_examples, "compile": compile_model,
         }).to_flat()
         TrialConfig.from_flat({**base, **fixed})  # --set values that a method rejects fail here
         check_tracking_uri(tracking_uri)

@@ -122,7 +122,8 @@ class MlflowLogger(tune.Callback):
 
     def _note_logged_epochs(self, trial_id: str) -> None:
         """Epochs after Tune's last snapshot were logged by the driver that died and are
-        trained again from the snapshot's checkpoint: log each epoch once."""
+        trained again from the snapshot's checkpoint: log each epoch once (this driver's own
+        epochs are noted as it logs them)."""
         if trial_id not in self.recovered or trial_id in self.logged_epoch:
             return
         try:
@@ -170,6 +171,8 @@ class MlflowLogger(tune.Callback):
         self.placements[trial.trial_id] = placement
         if metrics or tags:
             self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        # A trial retried after its worker died re-reports the epochs since its last checkpoint.
+        self.logged_epoch[trial.trial_id] = step
         if "sanity_json" in result:
             sanity = {f"sanity.{k}": str(v).lower() for k, v in sanity_of(result).items()}
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sanity.items()])

@@ -54,6 +54,9 @@ def main() -> None:
               help="Tune's storage for checkpoints (and a copy of the Parquet files): s3://..., gs://... or a path every node sees. Default: <results-dir>/<name>/ray, one machine only.")
 @click.option("--max-failures", default=0, show_default=True, type=int,
               help="Retries of a trial that dies (exception, killed worker, lost node), each from its last checkpoint.")
+@click.option("--checkpoint-every", "checkpoint_every_s", default=10.0, show_default=True, type=float,
+              help="Seconds between a trial's checkpoints (its last epoch is always saved): what a "
+                   "crash may cost in training, against the per-epoch cost of saving. 0: every epoch.")
 @click.option("--scheduler", default=None,
               help="fifo (every trial runs all epochs) or asha (stop weak trials early on val_robust_acc). Default: asha above 3 epochs, else fifo.")
 @click.option("--resume", is_flag=True,
@@ -76,7 +79,8 @@ def main() -> None:
 def sweep(method: str, dataset: str, data_dir: str | None, model: str, trials: int, epochs: int,
           gpus: float | None, gpus_per_trial: float, cpus_per_trial: int, name: str | None,
           results_dir: str, tracking_uri: str | None, seed: int, sets: tuple[str, ...],
-          address: str | None, storage: str | None, max_failures: int, scheduler: str | None,
+          address: str | None, storage: str | None, max_failures: int, checkpoint_every_s: float,
+          scheduler: str | None,
           resume: bool, objective: str, seeds: int, eval_profile: str, eval_examples: int,
           compile_model: bool) -> None:
     """Search METHOD's hyperparameters: train, attack and record every trial."""
@@ -134,7 +138,8 @@ def _resources_line(request) -> str:
 
 def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, gpus_per_trial,
                        cpus_per_trial, name, results_dir, tracking_uri, seed, sets, address=None,
-                       storage=None, max_failures=0, scheduler=None, resume=False, saved=None,
+                       storage=None, max_failures=0, checkpoint_every_s=10.0, scheduler=None,
+                       resume=False, saved=None,
                        objective="robust", seeds=1, eval_profile="quick", eval_examples=1000,
                        compile_model=False):
     """Every check that can fail runs here, before anything is written or a trial runs. A local
@@ -161,6 +166,8 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
         raise BadInput(f"--data-dir {data_dir} does not exist")
     if max_failures < 0:
         raise BadInput(f"--max-failures must be at least 0 (got {max_failures})")
+    if not checkpoint_every_s >= 0:  # also refuses nan
+        raise BadInput(f"--checkpoint-every must be at least 0 seconds (got {checkpoint_every_s:g})")
     if objective not in OBJECTIVES:
         raise BadInput(f"--objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
     if seeds < 1:
@@ -200,7 +207,8 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
         method=method, name=name, results_dir=Path(results_dir), tracking_uri=tracking_uri,
         trials=trials, base=base, fixed=fixed, family=data.family, gpus=gpus,
         gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, seed=seed,
-        storage=storage, address=address, max_failures=max_failures, scheduler=scheduler,
+        storage=storage, address=address, max_failures=max_failures,
+        checkpoint_every_s=checkpoint_every_s, scheduler=scheduler,
         resume=saved, where=where, objective=objective, seeds=seeds,
     )
 

@@ -43,6 +43,7 @@ class SweepRequest:
     storage: str = ""  # Tune's storage_path; "" = default_storage(sweep_dir)
     address: str | None = None  # a running Ray cluster; None = a local Ray started here
     max_failures: int = 0  # retries of a trial that dies, each from its last checkpoint
+    checkpoint_every_s: float = 10.0  # a trial saves its state at most this often (0: every epoch)
     scheduler: str = "fifo"
     resume: SavedSweep | None = None  # set: continue this sweep (its driver died)
     settings: dict[str, Any] = field(default_factory=dict)  # the command's options, for --resume
@@ -148,7 +149,9 @@ def _trainable(request: SweepRequest):
     from orchestrator.tune_adapter import trainable
 
     resources = {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial if request.gpus else 0}
-    return tune.with_resources(tune.with_parameters(trainable, base=request.base), resources)
+    return tune.with_resources(
+        tune.with_parameters(trainable, base=request.base, checkpoint_every_s=request.checkpoint_every_s),
+        resources)
 
 
 def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: TextIO | None):
@@ -189,7 +192,8 @@ def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: T
             callbacks=[*callbacks, JsonLoggerCallback()],
             failure_config=tune.FailureConfig(max_failures=request.max_failures),
             # Tune snapshots the experiment after every num_to_keep checkpoints of a trial: with 1,
-            # a driver that dies loses at most the epoch in flight (see orchestrator.resume).
+            # a driver that dies loses at most the training since a trial's last checkpoint
+            # (--checkpoint-every; see orchestrator.resume).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
         ),

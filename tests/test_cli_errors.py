@@ -33,6 +33,8 @@ BAD_INPUTS = {
     "more cpus than the machine": (["sweep", "madry", "--cpus-per-trial", "4096"], "the largest node of this machine has"),
     "unknown scheduler": (["sweep", "madry", "--scheduler", "hyperband"], "--scheduler 'hyperband': choose one of fifo, asha"),
     "negative max failures": (["sweep", "madry", "--max-failures", "-1"], "--max-failures must be at least 0"),
+    "negative checkpoint interval": (["sweep", "madry", "--checkpoint-every", "-5"],
+                                     "--checkpoint-every must be at least 0 seconds"),
     "resume without name": (["sweep", "madry", "--resume"], "--resume needs the --name"),
     "resume of nothing": (["sweep", "madry", "--resume", "--name", "nope"], "holds no sweep to resume"),
     "unreachable cluster": (["sweep", "madry", "--address", f"127.0.0.1:{_closed_port()}"],

@@ -36,3 +36,13 @@ def test_npz_with_missing_arrays_is_a_clear_error(tmp_path):
     np.savez(path, x_train=np.zeros((4, 8, 8), np.uint8))
     with pytest.raises(DatasetUnavailable, match="lacks arrays"):
         load_dataset(DataConfig(dataset="npz", data_dir=str(path)))
+
+
+def test_digits_read_from_the_wheel_are_scikit_learns_digits():
+    from sklearn.datasets import load_digits
+
+    from trainables.data import _sklearn_digits
+
+    images, labels = _sklearn_digits()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)

@@ -30,7 +30,9 @@ def _sweep(tmp_path, *args):
 @pytest.fixture(scope="module")
 def er_sweep(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("er")
-    result, client = _sweep(tmp_path, "er-classifier", "--trials", "2", "--epochs", "2", "--name", "er2")
+    # --compile is a no-op on CPU but must reach every trial's config.
+    result, client = _sweep(tmp_path, "er-classifier", "--trials", "2", "--epochs", "2", "--name", "er2",
+                            "--compile")
     return tmp_path / "results" / "er2", result, client
 
 
@@ -50,6 +52,7 @@ def test_mlflow_has_a_parent_and_one_child_per_trial_with_metrics(er_sweep):
         history = client.get_metric_history(child.info.run_id, "val_robust_acc")
         assert sorted(m.step for m in history) == [1, 2]  # one value per epoch
         assert {"lambda", "prior", "embed_dim", "dataset"} <= set(child.data.params)
+        assert child.data.params["compile"] == "True"
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"curve.json", "curve.csv", "checkpoint"} <= artifacts
     assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} >= {"curves.parquet", "trials.parquet"}

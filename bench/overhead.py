@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save, table  # noqa: E402
 
@@ -38,7 +40,9 @@ def in_process(trials: int, epochs: int, cores: int) -> float:
     return time.perf_counter() - start
 
 
-def through_orch(trials: int, epochs: int, cores: int, workdir: Path) -> float:
+def through_orch(trials: int, epochs: int, cores: int, workdir: Path) -> tuple[float, list[float]]:
+    """The sweep's wall time, and each trial's duration as its trials.parquet row records it
+    (from the driver seeing it start to it completing)."""
     sets = [arg for k, v in FIXED.items() for arg in ("--set", f"{k}={v}")]
     command = [sys.executable, "-m", "orchestrator.cli", "sweep", "standard", "--trials", str(trials),
                "--epochs", str(epochs), "--cpus-per-trial", str(cores), "--name", "overhead",
@@ -48,7 +52,9 @@ def through_orch(trials: int, epochs: int, cores: int, workdir: Path) -> float:
     workdir.mkdir(parents=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=workdir)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    rows = pq.read_table(workdir / "results" / "overhead" / "trials.parquet").to_pylist()
+    return wall, [row["duration_s"] for row in rows]
 
 
 def main() -> None:
@@ -59,19 +65,27 @@ def main() -> None:
     if args.trials < 2:
         parser.error("--trials must be at least 2 (one sweep of 1 trial is the fixed-cost baseline)")
     cores = os.cpu_count() or 1
+    # The machine's speed drifts over minutes: half the in-process trials run before the
+    # sweeps, half after.
+    direct = in_process(args.trials // 2, args.epochs, cores)
     with tempfile.TemporaryDirectory() as folder:
-        swept = through_orch(args.trials, args.epochs, cores, Path(folder) / "n")
-        single = through_orch(1, args.epochs, cores, Path(folder) / "one")
-    direct = in_process(args.trials, args.epochs, cores)
+        swept, durations = through_orch(args.trials, args.epochs, cores, Path(folder) / "n")
+        single, _ = through_orch(1, args.epochs, cores, Path(folder) / "one")
+    direct += in_process(args.trials - args.trials // 2, args.epochs, cores)
     trial = direct / args.trials
+    later = sorted(durations)[:-1]  # all but the longest: the first trial also starts the worker
     row = {
         "trials": args.trials, "epochs": args.epochs, "cores": cores, "trial_s": trial,
         "in_process_s": direct, "orch_sweep_s": swept, "ratio": swept / direct,
         "overhead_per_trial_s": (swept - direct) / args.trials,
         # Start-up and shutdown (imports, Ray, MLflow store, first worker): paid once per sweep.
         "fixed_s": single - trial,
-        # What one more trial in the sweep costs beyond its own compute.
+        # What one more trial in the sweep costs beyond its own compute...
         "marginal_per_trial_s": (swept - single) / (args.trials - 1) - trial,
+        # ...split into a trial running slower inside the sweep (it shares the cores with the
+        # driver and Ray's processes) and time between trials.
+        "in_trial_s": sum(later) / len(later) - trial,
+        "between_trials_s": (swept - single - sum(later)) / len(later),
     }
     print(table([row]))
     print("targets: ratio <= 1.15 (for ~20 s trials), overhead <= 1 s per trial")

@@ -80,9 +80,8 @@ def sweep(method: str, dataset: str, data_dir: str | None, model: str, trials: i
           gpus: float | None, gpus_per_trial: float, cpus_per_trial: int, name: str | None,
           results_dir: str, tracking_uri: str | None, seed: int, sets: tuple[str, ...],
           address: str | None, storage: str | None, max_failures: int, checkpoint_every_s: float,
-          scheduler: str | None,
-          resume: bool, objective: str, seeds: int, eval_profile: str, eval_examples: int,
-          compile_model: bool) -> None:
+          scheduler: str | None, resume: bool, objective: str, seeds: int, eval_profile: str,
+          eval_examples: int, compile_model: bool) -> None:
     """Search METHOD's hyperparameters: train, attack and record every trial."""
     ctx = click.get_current_context()
     settings, saved = _resumed(ctx) if resume else (dict(ctx.params), None)
@@ -124,7 +123,8 @@ def _resumed(ctx: click.Context) -> tuple[dict[str, Any], Any]:
                 if ctx.get_parameter_source(key) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
     try:
         saved = load_sweep(Path(given["results_dir"]) / given["name"])
-        return resumed_settings(given, explicit, saved), saved
+        flags = {param.name: param.opts[0] for param in ctx.command.params}
+        return resumed_settings(given, explicit, saved, flags), saved
     except ValueError as error:
         raise BadInput(str(error)) from None
 
@@ -139,9 +139,8 @@ def _resources_line(request) -> str:
 def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, gpus_per_trial,
                        cpus_per_trial, name, results_dir, tracking_uri, seed, sets, address=None,
                        storage=None, max_failures=0, checkpoint_every_s=10.0, scheduler=None,
-                       resume=False, saved=None,
-                       objective="robust", seeds=1, eval_profile="quick", eval_examples=1000,
-                       compile_model=False):
+                       resume=False, saved=None, objective="robust", seeds=1, eval_profile="quick",
+                       eval_examples=1000, compile_model=False):
     """Every check that can fail runs here, before anything is written or a trial runs. A local
     Ray is started later (by run_sweep); a cluster given by --address is connected to here, to
     check what it has."""

@@ -55,15 +55,17 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))  # tuples -> lists, as sweep.json holds them
 
 
-def resumed_settings(given: dict[str, Any], explicit: set[str], saved: SavedSweep) -> dict[str, Any]:
+def resumed_settings(given: dict[str, Any], explicit: set[str], saved: SavedSweep,
+                     flags: dict[str, str]) -> dict[str, Any]:
     """The saved settings, with `address` (a cluster can move) from the command line. Any other
-    flag given explicitly must agree with the saved one: a resumed sweep is the same sweep."""
+    flag given explicitly must agree with the saved one: a resumed sweep is the same sweep.
+    `flags` maps a setting to the flag that gives it (eval_profile -> --eval)."""
     if given["method"] != saved.settings["method"]:
         raise ValueError(f"--resume: sweep {given['name']} is a {saved.settings['method']} sweep, "
                          f"not {given['method']}")
     for key in sorted(explicit - RESUME_MAY_CHANGE):
         if key in saved.settings and _plain(given[key]) != saved.settings[key]:
-            flag = "--" + key.replace("_", "-")
+            flag = flags[key]
             raise ValueError(f"--resume continues sweep {given['name']} with its saved settings: "
                              f"{flag} {_plain(given[key])} differs from its {saved.settings[key]} "
                              "(leave the flag out)")

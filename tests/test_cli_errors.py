@@ -94,6 +94,10 @@ def test_resume_refuses_flags_that_change_the_sweep(tmp_path, monkeypatch):
     assert changed.exit_code == 2
     assert changed.stderr.strip() == ("orch: error: --resume continues sweep s with its saved settings: "
                                       "--epochs 5 differs from its 3 (leave the flag out)")
+    # A flag whose setting has another name is named as the user types it.
+    save_sweep(sweep_dir, SavedSweep({"method": "madry", "checkpoint_every_s": 10.0}, "0", "parent"))
+    renamed = CliRunner().invoke(main, ["sweep", "madry", "--resume", "--name", "s", "--checkpoint-every", "0"])
+    assert renamed.exit_code == 2 and "--checkpoint-every 0.0 differs from its 10.0" in renamed.stderr
     other = CliRunner().invoke(main, ["sweep", "er-classifier", "--resume", "--name", "s"])
     assert other.exit_code == 2 and "is a madry sweep, not er-classifier" in other.stderr
     assert sorted(p.name for p in sweep_dir.iterdir()) == ["sweep.json"]

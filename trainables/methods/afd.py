@@ -8,7 +8,13 @@ Per batch, Algorithm 1 in its order (S = softplus):
 1. x' = PGD-L∞ on CE, the model in eval mode;
 2. (E, Dc) descend L_EDc = CE(Dc(E(x)), y) on *clean* x            (lr α = settings.lr);
 3. Da descends L_Da = S(−Da(E(x), y)) + S(Da(E(x'), y))           (lr β = lr_disc);
-4. E descends λ·L_E, L_E = S(−Da(E(x'), y))                         (lr γ = lr_encoder_adv).
+4. E descends L_E = S(−Da(E(x'), y))                                (lr γ = λ·α).
+
+What λ means here: the paper weights L_E by λ, but step 4 has its own optimizer, and Adam (the
+authors' MNIST setting) normalises its step, so a weight on L_E is inert — in the earlier version
+of this file λ from 0.1 to 10 changed the encoder's update by < 1%. Algorithm 1 already has a knob
+that acts, the step size γ of step 4; λ is that step relative to the classification step,
+γ = λ·α. The paper's defaults (λ = 1, γ = α in the code's Adam setting) are λ = 1 here as well.
 """
 from __future__ import annotations
 
@@ -27,15 +33,18 @@ from trainables.methods.base import Method, cross_entropy
 
 @dataclass(frozen=True)
 class AFDHparams:
-    lambda_: float = 1.0  # weight of L_E (the paper and code: 1)
+    # γ / α: step 4's learning rate relative to step 2's (see the module docstring). The code's
+    # Adam setting (MNIST) has γ = α, so 1.
+    lambda_: float = 1.0
     # Optimizer of all three steps is settings.optimizer, so `lr` means the same in every method
-    # of a sweep. Defaults follow the code's Adam setting (MNIST): γ = α, β = 10·α at α = 1e-3.
-    lr_encoder_adv: float = 1e-3  # γ, step 4
+    # of a sweep. Default as the code's Adam setting (MNIST): β = 10·α at α = 1e-3.
     lr_disc: float = 1e-2  # β, step 3
     disc_width: int = 64  # hidden units of Da (paper: 64 MNIST, 512 CIFAR)
     normalize: bool = True  # L2-normalise z = E(x) (authors' default encoder `resnet18norm`)
 
     def __post_init__(self) -> None:
+        if self.lambda_ < 0:
+            raise ValueError(f"lambda={self.lambda_} must be >= 0")
         if self.disc_width < 1:
             raise ValueError(f"disc_width={self.disc_width} must be >= 1")
 
@@ -70,7 +79,8 @@ class AFD(Method):
         # As in the code, only the classification step (E, Dc) has weight decay.
         self.optimizers["classifier"] = self.make_optimizer(model.parameters())
         self.optimizers["discriminator"] = self._gan_optimizer(self.discriminator.parameters(), hp.lr_disc)
-        self.optimizers["encoder_adv"] = self._gan_optimizer(model.encoder.parameters(), hp.lr_encoder_adv)
+        self.optimizers["encoder_adv"] = self._gan_optimizer(model.encoder.parameters(),
+                                                          hp.lambda_ * settings.lr)
 
     def _gan_optimizer(self, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         """The code's GAN-step optimizers: SGD momentum 0.9, or Adam with β₁ = 0.5; no decay."""
@@ -101,7 +111,7 @@ class AFD(Method):
                   + F.softplus(self.discriminator(z_adv, y)).mean())
         self.descend(self.optimizers["discriminator"], d_loss)
 
-        e_loss = self.hp.lambda_ * F.softplus(-self.discriminator(self.encode(x_adv), y)).mean()
+        e_loss = F.softplus(-self.discriminator(self.encode(x_adv), y)).mean()
         self.descend(self.optimizers["encoder_adv"], e_loss)
         # Da's grads from step 4 are stale; drop them so they never leak into its next step.
         self.discriminator.zero_grad(set_to_none=True)

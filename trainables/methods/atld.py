@@ -15,8 +15,8 @@ class logits. Per batch (eq. 7 and the authors' code, LitterQ/ATLD-pytorch):
    divergence term moves both, which `detach_clean=False` restores.
 
 Inference (IMT, eq. 8): one step *descending* the same loss,
-x_t = Π(x − ε·m·sign(∇_x BCE(σD⁰(f(x)), natural))), towards the natural manifold; see `imt_purify`. `predict` classifies x_t, so attacks
-given the method go through IMT.
+x_t = Π(x − ε·m·sign(∇_x BCE(σD⁰(f(x)), natural))), towards the natural manifold; see `imt_purify`. `predict` classifies x_t with a
+straight-through backward over IMT, so attacks given the method go through IMT unmasked.
 
 The latent is the logits f(x), as in the authors' code (the paper: "last hidden layer, the layer
 before the softmax"); `embed_dim` still sizes the model's bottleneck before the head.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from trainables.attacks import LinfBall, eval_mode
+from trainables.attacks import LinfBall, bpda, eval_mode
 from trainables.methods import METHODS
 from trainables.methods.base import Method
 from trainables.models import mlp
@@ -179,20 +179,19 @@ class ATLD(Method):
     # --- inference ----------------------------------------------------------------------
     def imt_purify(self, x: torch.Tensor) -> torch.Tensor:
         """IMT: x_t = Π_{B(x, ε) ∩ [0,1]}(x − ε·m·sign(∇_x BCE(σD⁰(f(x)), natural))), ε the
-        training ε, m from `imt_magnitude`.
-
-        Gradients: when x requires grad, ∇_x BCE is built with create_graph=True so x_t stays in
-        the autograd graph. sign(·) and the mask m have zero gradient almost everywhere, so
-        ∂x_t/∂x is the identity (masked where [0, 1] clips): an attack differentiating `predict`
-        sees ∇f at x_t, i.e. BPDA with the identity for the IMT step. Attacks that want another
-        surrogate replace this method.
-        """
+        training ε, m from `imt_magnitude`. A constant of x (no autograd graph)."""
         eps = self.settings.train_eps
-        grad, p_natural = self._manifold_grad(x, create_graph=x.requires_grad)
+        grad, p_natural = self._manifold_grad(x.detach(), create_graph=False)
         m = imt_magnitude(p_natural, self.hp.imt).view(-1, *[1] * (x.dim() - 1))
-        return LinfBall(eps).project(x - eps * m * grad.sign(), x)
+        return LinfBall(eps).project(x.detach() - eps * m * grad.sign(), x.detach())
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """f(IMT(x)), with IMT's backward the identity (BPDA, Athalye et al. 2018).
+
+        sign(·) and the mask m have zero gradient, and the clamp to [0, 1] zeroes the gradient of
+        every pixel that lands on 0 or 1 (31–44% of them on digits), so differentiating IMT
+        itself leaves those pixels unattacked: PGD-20 at ε 0.3 found 13.3% robust through that
+        graph against 6.0% through this straight-through backward (measured in issue #11)."""
         if self.hp.imt == "off":
             return self.model(x)
-        return self.model(self.imt_purify(x))
+        return self.model(bpda(self.imt_purify)(x))

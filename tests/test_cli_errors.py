@@ -80,7 +80,7 @@ def test_methods_command_lists_spaces_and_defaults():
     assert result.exit_code == 0
     assert "er-classifier" in result.output
     assert "prior: one of gaussian, uniform, cauchy" in result.output
-    assert "paper defaults (first trial): lambda=0.0005, embed_dim=4" in result.output
+    assert "paper defaults (first trial): lambda=0.015, embed_dim=4" in result.output
 
 
 def test_resume_refuses_flags_that_change_the_sweep(tmp_path, monkeypatch):

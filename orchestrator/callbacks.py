@@ -53,15 +53,45 @@ def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 def curve_of(result: dict[str, Any]) -> list[dict[str, Any]]:
-    return json.loads(result["curve_json"]) if "curve_json" in result else []
+    return from_origin(json.loads(result["curve_json"])) if "curve_json" in result else []
+
+
+def from_origin(curve: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The curve with a point at ε = 0 for every attack (and the worst case): no perturbation is
+    the clean input, so its accuracy is the clean accuracy. The trial does not attack at ε = 0;
+    these points let every plotted curve start where the clean one does."""
+    clean = next((p["accuracy"] for p in curve if p["attack"] == "clean"), None)
+    if clean is None:
+        return curve
+    starts = {}  # the first point of each (attack, path): the origin copies its budget
+    for point in curve:
+        key = (point["attack"], point.get("path", "predict"))
+        if point["attack"] != "clean" and key not in starts:
+            starts[key] = point
+    has_origin = {(p["attack"], p.get("path", "predict")) for p in curve if p["eps"] == 0}
+    origins = [{**first, "eps": 0.0, "accuracy": clean} for key, first in starts.items() if key not in has_origin]
+    return curve[:1] + origins + curve[1:]
+
+
+# MLflow steps are integers: a curve point's step is round(ε × EPS_STEP_SCALE), so ε = 0.3 is
+# step 300 and 8/255 is step 31 (the L2 radius of pgd-l2 uses the same scale).
+EPS_STEP_SCALE = 1000
 
 
 def curve_metric_name(point: dict[str, Any]) -> str:
-    """One scheme for curve points, sortable in the MLflow UI: curve/<attack>/eps_<0.0000>;
-    an attack crafted on the base model (path "base") is curve/<attack>-base/eps_<0.0000>."""
+    """One line per attack in MLflow's charts: robust_acc/<attack>, whose steps are the ε values
+    (EPS_STEP_SCALE); an attack crafted on the base model (path "base") is
+    robust_acc/<attack>-base."""
     path = point.get("path", "predict")
     attack = point["attack"] if path == "predict" else f"{point['attack']}-{path}"
-    return f"curve/{attack}/eps_{point['eps']:.4f}"
+    return f"robust_acc/{attack}"
+
+
+def curve_metrics(curve: list[dict[str, Any]], timestamp_ms: int, prefix: str = "") -> list[Metric]:
+    """The curve as MLflow metric histories: selecting runs overlays their curves. Clean
+    accuracy is test_clean_acc, and every line's step 0."""
+    return [Metric(prefix + curve_metric_name(p), float(p["accuracy"]), timestamp_ms,
+                   round(p["eps"] * EPS_STEP_SCALE)) for p in curve if p["attack"] != "clean"]
 
 
 def error_line(trial: tune.experiment.Trial) -> str:
@@ -164,8 +194,7 @@ class MlflowLogger(tune.Callback):
         if step <= self.logged_epoch.get(trial.trial_id, 0):
             return
         metrics = [Metric(k, v, now, step) for k, v in epoch_metrics(result).items() if math.isfinite(v)]
-        for point in curve_of(result):
-            metrics.append(Metric(curve_metric_name(point), float(point["accuracy"]), now, 0))
+        metrics += curve_metrics(curve_of(result), now)
         placement = placement_tags(result)
         tags = [RunTag(k, v) for k, v in placement.items()] if placement != self.placements.get(trial.trial_id) else []
         self.placements[trial.trial_id] = placement

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from orchestrator.callbacks import curve_metric_name
+from orchestrator.callbacks import curve_metrics, from_origin
 from trainables.checkpoint import load_state_file, restore
 from trainables.evaluate import Evaluation, evaluate_trial
 from trainables.trial import resolve_protocol
@@ -37,18 +38,20 @@ def reevaluate(state: dict[str, Any], profile: str, examples: int) -> tuple[Eval
 
 
 def log_to_run(tracking_uri: str, run_id: str, profile: str, evaluation: Evaluation) -> None:
-    """Metrics under eval/<profile>/..., sanity tags updated, the curve as an artifact."""
+    """Metrics under eval/<profile>/... (the curve as eval/<profile>/robust_acc/<attack>, steps
+    = ε as in the sweep), sanity tags updated, the curve as an artifact."""
     client = MlflowClient(tracking_uri)
     prefix = f"eval/{profile}"
     metrics = {f"{prefix}/robust_acc": evaluation.robust_acc, f"{prefix}/clean_acc": evaluation.clean_acc}
     if evaluation.autoattack_acc is not None:
         metrics[f"{prefix}/autoattack_acc"] = evaluation.autoattack_acc
-    for point in evaluation.curve:
-        metrics[f"{prefix}/{curve_metric_name(point.as_dict())}"] = point.accuracy
+    now = int(time.time() * 1000)
+    curve = from_origin([p.as_dict() for p in evaluation.curve])
     tags = {f"sanity.{k}": str(v).lower() for k, v in evaluation.sanity.items()}
-    client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
+                     + curve_metrics(curve, now, prefix=f"{prefix}/"),
                      tags=[RunTag(k, v) for k, v in {**tags, "eval_profile": profile}.items()])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "curve.json"
-        path.write_text(json.dumps([p.as_dict() for p in evaluation.curve], indent=1))
+        path.write_text(json.dumps(curve, indent=1))
         client.log_artifact(run_id, str(path), artifact_path=prefix)

@@ -40,24 +40,38 @@ def first_points(method: str, family: str, fixed: dict[str, Any]) -> list[dict[s
     return [point] if point else []
 
 
-def describe_space(method: str, family: str) -> list[str]:
-    """One line per searched dimension ("lambda: float in [0.0001, 1], log scale"), found by
-    running the space on a trial that records its suggest_* calls."""
-    lines: list[str] = []
+def space_dimensions(method: str, family: str) -> list[dict[str, Any]]:
+    """Each searched dimension as data ({"name", "type": float|int|categorical, "low", "high",
+    "log"} or {"name", "type", "choices"}), found by running the space on a trial that records
+    its suggest_* calls."""
+    dimensions: list[dict[str, Any]] = []
 
     class Recorder:
         def __getattr__(self, kind: str) -> Callable[..., Any]:
             def suggest(name: str, *args: Any, **kwargs: Any) -> Any:
                 if kind == "suggest_categorical":
-                    choices = kwargs.get("choices", args[0] if args else [])
-                    lines.append(f"{name}: one of {', '.join(map(str, choices))}")
+                    choices = list(kwargs.get("choices", args[0] if args else []))
+                    dimensions.append({"name": name, "type": "categorical", "choices": choices})
                     return choices[0]
                 low, high = kwargs.get("low", args[0] if args else None), kwargs.get("high", args[1] if len(args) > 1 else None)
-                scale = ", log scale" if kwargs.get("log") else ""
-                lines.append(f"{name}: {kind.removeprefix('suggest_')} in [{low:g}, {high:g}]{scale}")
+                dimensions.append({"name": name, "type": kind.removeprefix("suggest_"), "low": low,
+                                   "high": high, "log": bool(kwargs.get("log"))})
                 return low
 
             return suggest
 
     get_space(method).space(Recorder(), family)
-    return lines
+    return dimensions
+
+
+def describe_dimension(dimension: dict[str, Any]) -> str:
+    """"float in [0.0001, 1], log scale" or "one of gaussian, uniform, cauchy"."""
+    if dimension["type"] == "categorical":
+        return f"one of {', '.join(map(str, dimension['choices']))}"
+    scale = ", log scale" if dimension["log"] else ""
+    return f"{dimension['type']} in [{dimension['low']:g}, {dimension['high']:g}]{scale}"
+
+
+def describe_space(method: str, family: str) -> list[str]:
+    """One line per searched dimension ("lambda: float in [0.0001, 1], log scale")."""
+    return [f"{d['name']}: {describe_dimension(d)}" for d in space_dimensions(method, family)]

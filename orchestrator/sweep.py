@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import click
+from mlflow.entities import Metric, Param, RunTag
 
 from orchestrator import parquet
 from orchestrator.callbacks import MlflowLogger, ParquetRecorder, SweepInfo
@@ -17,6 +19,8 @@ from orchestrator.resume import SavedSweep, reconcile, save_sweep, study_uri
 from orchestrator.search import first_points, search_space
 from orchestrator.seeds import SeedRepeater
 from orchestrator.storage import ParquetMirror, default_storage, experiment_path
+from orchestrator.tracking import (
+    EXPERIMENT_KIND_TAG, SEARCH_SPACE_FILE, TRAINING_KIND, best_trial_record, parent_params, search_space_record)
 
 OBJECTIVE = "val_robust_acc"  # validation split, worst case at the target ε: drives the search
 # --objective: the metrics Optuna maximises. Robust accuracy comes last in both, so a report
@@ -138,9 +142,17 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
         "model": request.base["model"], "objective": request.objective,
         "eval_profile": request.info.eval_profile, "seeds": str(request.seeds), "orch.role": "sweep"})
     parent_id = parent.info.run_id
-    client.log_batch(parent_id, params=_params({"trials": request.trials, **request.base, **request.fixed}))
+    _log_search_space(client, parent_id, request)
     save_sweep(request.sweep_dir, SavedSweep(request.settings, experiment_id, parent_id))
     return experiment_id, parent_id
+
+
+def _log_search_space(client, parent_id: str, request: SweepRequest) -> None:
+    """The parent run records what the sweep searched, not the defaults the search replaces."""
+    record = search_space_record(request.method, request.family, request.fixed,
+                                 first_points(request.method, request.family, request.fixed))
+    client.log_batch(parent_id, params=_params(parent_params(record, request.base, request.trials)))
+    client.log_dict(parent_id, record, SEARCH_SPACE_FILE)
 
 
 def _trainable(request: SweepRequest):
@@ -234,30 +246,32 @@ def _reconcile(mlflow: BufferedMlflow, experiment_id: str, parent_id: str, sweep
 
 
 def _experiment_id(client, name: str) -> str:
+    """The experiment, created when new, and tagged (again, for experiments older orch versions
+    made) as model training so that MLflow's UI opens its runs, not its GenAI view."""
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment is None or experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+    return experiment_id
 
 
 def _params(values: dict[str, Any]):
-    from mlflow.entities import Param
-
     return [Param(k, str(v)) for k, v in sorted(values.items())]
 
 
 def _close_parent(client: BufferedMlflow, parent_id: str, sweep_dir: Path, status: str) -> None:
-    """The parent run carries the sweep's Parquet files, its summary plots and its best
-    validation score."""
+    """The parent run carries the sweep's Parquet files, its summary plots and its best trial."""
     for name in (parquet.CURVES_FILE, parquet.TRIALS_FILE):
         if (sweep_dir / name).exists():
             client.log_artifact(parent_id, str(sweep_dir / name))
     trials_path = sweep_dir / parquet.TRIALS_FILE
     if trials_path.exists() and (sweep_dir / parquet.CURVES_FILE).exists():
         _log_summary_figures(client, parent_id, sweep_dir)
-    if trials_path.exists():
-        scores = [r["val_robust_acc"] for r in parquet.read_rows(trials_path)
-                  if r["status"] == "FINISHED" and r["val_robust_acc"] is not None]
-        if scores:
-            client.log_metric(parent_id, f"best_{OBJECTIVE}", max(scores))
+    best = best_trial_record(parquet.read_rows(trials_path), OBJECTIVE) if trials_path.exists() else None
+    if best is not None:
+        client.log_batch(parent_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0)
+                                             for k, v in best["metrics"].items()],
+                         tags=[RunTag(k, v) for k, v in best["tags"].items()])
     client.set_terminated(parent_id, status)
 
 

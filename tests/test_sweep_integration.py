@@ -48,7 +48,8 @@ def test_mlflow_has_a_parent_and_one_child_per_trial_with_metrics(er_sweep):
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert child.info.status == "FINISHED"
         assert {"loss", "val_robust_acc", "test_clean_acc", "test_robust_acc"} <= set(child.data.metrics)
-        assert any(k.startswith("curve/pgd/eps_") for k in child.data.metrics)
+        curve = client.get_metric_history(child.info.run_id, "robust_acc/pgd")
+        assert [m.step for m in sorted(curve, key=lambda m: m.step)][:2] == [0, 50]  # step = ε x 1000
         history = client.get_metric_history(child.info.run_id, "val_robust_acc")
         assert sorted(m.step for m in history) == [1, 2]  # one value per epoch
         assert {"lambda", "prior", "embed_dim", "dataset"} <= set(child.data.params)

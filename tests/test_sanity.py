@@ -33,7 +33,8 @@ GOOD_CURVE = [
     point("fgsm", 0.2, 0.4), point("pgd", 0.2, 0.3), point("worst", 0.2, 0.3),
 ]
 GOOD = Measurements(
-    num_classes=10, eps0_clean_acc=0.9, eps0_acc={"fgsm": 0.9, "pgd": 0.9}, large_eps=0.5,
+    num_classes=10, eps0_clean_acc=0.9, eps0_acc={"fgsm": 0.9, "pgd": 0.9},
+    pgd_by_eps={0.1: 0.52, 0.2: 0.31}, large_eps=0.5,
     large_eps_acc=0.0, budget=Paired(0.3, 0.29, only_a=1, only_b=2, n=100),
     whitebox_blackbox=(Paired(0.3, 0.45, only_a=15, only_b=0, n=100),),
     logits_rel_diff=0.0, zero_grad_fraction=0.0, ball_excess=0.0,
@@ -50,6 +51,8 @@ def test_a_sound_evaluation_is_trusted():
     ("eps0_equals_clean", GOOD_CURVE, replace(GOOD, eps0_acc={"fgsm": 0.9, "pgd": 0.89})),
     ("monotone_in_eps", GOOD_CURVE[:4] + [point("fgsm", 0.2, 0.7)], GOOD),
     ("monotone_in_eps", GOOD_CURVE[:1] + [point("fgsm", 0.1, 0.95), point("pgd", 0.1, 0.95)], GOOD),
+    # The curve is nested (monotone by construction); the sanity subset's PGD series is not.
+    ("monotone_in_eps", GOOD_CURVE, replace(GOOD, pgd_by_eps={0.1: 0.5, 0.2: 0.6})),
     ("pgd_le_fgsm", GOOD_CURVE[:1] + [point("fgsm", 0.1, 0.5), point("pgd", 0.1, 0.6)], GOOD),
     ("near_chance_at_large_eps", GOOD_CURVE, replace(GOOD, large_eps_acc=0.4)),
     ("more_steps_no_gain", GOOD_CURVE, replace(GOOD, budget=Paired(0.3, 0.2, 0, 10, 100))),

@@ -73,6 +73,9 @@ class EvalConfig:
     autoattack_version: str = "standard"  # pyautoattack version; "rand" for randomised defenses
     eval_sanity_examples: int = 100  # test points for the sanity measurements
     eval_sanity_queries: int = 300  # Square's queries in the white-box <= black-box check
+    # An attack skips the examples it fooled at a smaller ε (nested balls); False attacks every
+    # example at every ε (slower; for checking the evaluation itself).
+    eval_nested: bool = True
 
 
 CONCERNS = {

@@ -118,7 +118,7 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: "Protocol_",
     with torch.random.fork_rng(devices=devices), eval_mode(method):
         torch.manual_seed(EVAL_SEED)
         attacker = _Attacker(method, base, settings)
-        clean, results = attacker.run(jobs, split)
+        clean, results = attacker.run(jobs, split, nested=eval_cfg.eval_nested)
         curve = curve_points(jobs, results, clean, settings)
         measurements = attacker.measure(split.head(eval_cfg.eval_sanity_examples), jobs, target,
                                         LARGE_EPS.get(family), eval_cfg.eval_sanity_queries)
@@ -231,10 +231,26 @@ class _Attacker:
         self.method, self.base, self.settings, self.batch_size = method, base, settings, batch_size
         self.excess = torch.zeros(())
 
-    def run(self, jobs: list[Job], split: Split) -> tuple[torch.Tensor, dict[Job, torch.Tensor]]:
-        """Clean correctness and, per job, per-example correctness under attack (bool [N])."""
+    def run(self, jobs: list[Job], split: Split,
+            nested: bool = True) -> tuple[torch.Tensor, dict[Job, torch.Tensor]]:
+        """Clean correctness and, per job, per-example correctness under attack (bool [N]).
+
+        The ε-balls are nested: an x_adv that fools the model at ε lies in every larger ball, so
+        an example that an attack (on one path) fooled at ε counts as fooled by that attack at
+        every larger ε and is not attacked there again; only the examples it has not fooled yet
+        are. Each attack's accuracy is thus the best it achieved with any budget up to ε, and the
+        worst case over attacks is unchanged except that it, too, never rises with ε.
+        nested=False attacks every clean-correct example at every ε (the tests compare both)."""
         clean = _correct_all(self.method, split, self.batch_size)
-        return clean, {job: self.correct_under(job, split, clean) for job in jobs}
+        results: dict[Job, torch.Tensor] = {}
+        fooled: dict[tuple[str, str], torch.Tensor] = {}  # (attack, path) -> fooled at a smaller ε
+        for job in sorted(jobs, key=lambda j: j.eps):
+            series = (job.attack, job.path)
+            fooled_before = fooled.get(series, torch.zeros_like(clean))
+            candidates = clean & ~fooled_before if nested else clean
+            results[job] = self.correct_under(job, split, candidates)
+            fooled[series] = fooled_before | (clean & ~results[job])
+        return clean, {job: results[job] for job in jobs}
 
     def correct_under(self, job: Job, split: Split, candidates: torch.Tensor,
                       settings: AttackSettings | None = None) -> torch.Tensor:
@@ -265,8 +281,12 @@ class _Attacker:
                                    if ATTACKS.get(job.attack).kind == "gradient"})
         eps0 = {name: _mean(self.correct_under(Job(name, 0.0), subset, everyone))
                 for name in gradient_attacks}
+        once = self._with(restarts=1)
+        grid = sorted({job.eps for job in jobs if job.attack == "pgd"})
+        pgd_by_eps = {eps: _mean(self.correct_under(Job("pgd", eps), subset, clean, once))
+                      for eps in grid}
         large = None if large_eps is None else _mean(self.correct_under(
-            Job("pgd", large_eps), subset, clean, self._with(restarts=1)))
+            Job("pgd", large_eps), subset, clean, once))
         usual = self.correct_under(Job("pgd", target_eps), subset, clean)
         doubled = self.correct_under(Job("pgd", target_eps), subset, clean, self._with(
             steps=2 * self.settings.steps, restarts=2 * self.settings.restarts))
@@ -276,6 +296,7 @@ class _Attacker:
             num_classes=self._num_classes(subset),
             eps0_clean_acc=_mean(clean),
             eps0_acc=eps0,
+            pgd_by_eps=pgd_by_eps,
             large_eps=large_eps,
             large_eps_acc=large,
             budget=Paired.of(usual, doubled),

@@ -76,6 +76,10 @@ class Measurements:
     num_classes: int
     eps0_clean_acc: float | None = None  # clean accuracy of the sanity subset
     eps0_acc: dict[str, float] = field(default_factory=dict)  # attack -> accuracy at ε = 0 there
+    # PGD (one restart) at each ε of the grid on the sanity subset, every clean-correct example
+    # attacked at every ε: the curve's attacks skip examples already fooled at a smaller ε, so
+    # the curve cannot rise with ε; this series, measured without that shortcut, can.
+    pgd_by_eps: dict[float, float] = field(default_factory=dict)
     large_eps: float | None = None
     large_eps_acc: float | None = None  # PGD at `large_eps` on the sanity subset
     budget: Paired | None = None  # PGD at the target ε: a = (S steps, R restarts), b = (2S, 2R)
@@ -89,7 +93,7 @@ class Measurements:
 def sanity_checks(curve: list["CurvePoint"], m: Measurements) -> dict[str, bool | None]:
     flags: dict[str, bool | None] = {
         "eps0_equals_clean": _eps0_equals_clean(m),
-        "monotone_in_eps": _monotone_in_eps(curve),
+        "monotone_in_eps": _monotone_in_eps(curve, m),
         "pgd_le_fgsm": _pgd_le_fgsm(curve),
         "near_chance_at_large_eps": _near_chance(m),
         "more_steps_no_gain": _more_steps_no_gain(m),
@@ -121,18 +125,21 @@ def _eps0_equals_clean(m: Measurements) -> bool | None:
                         for acc in m.eps0_acc.values())
 
 
-def _monotone_in_eps(curve: list["CurvePoint"]) -> bool | None:
-    """Per (attack, norm, path) series, and the worst case: accuracy never rises with ε (by more
-    than TOL), starting from the clean accuracy."""
+def _monotone_in_eps(curve: list["CurvePoint"], m: Measurements) -> bool | None:
+    """Per (attack, norm, path) series, the worst case and the sanity subset's PGD series:
+    accuracy never rises with ε (by more than TOL), starting from the clean accuracy."""
     clean = [p.accuracy for p in curve if p.attack == "clean"]
-    series: dict[tuple[str, str, str], list[tuple[float, float]]] = defaultdict(list)
+    series: dict[tuple[str, ...], list[tuple[float, float]]] = defaultdict(list)
     for p in curve:
         if p.attack != "clean":
             series[(p.attack, p.norm, p.path)].append((p.eps, p.accuracy))
+    starts = {key: clean[:1] for key in series}
+    if m.pgd_by_eps and m.eps0_clean_acc is not None:
+        series[("pgd-not-nested",)] = list(m.pgd_by_eps.items())
+        starts[("pgd-not-nested",)] = [m.eps0_clean_acc]
     checks = []
-    for points in series.values():
-        accs = [acc for _, acc in sorted(points)]
-        accs = clean[:1] + accs
+    for key, points in series.items():
+        accs = starts[key] + [acc for _, acc in sorted(points)]
         checks.extend(_at_most(later, earlier + TOL) for earlier, later in zip(accs, accs[1:]))
     return _all_or_none(checks)
 

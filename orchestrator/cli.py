@@ -41,7 +41,9 @@ def main() -> None:
 @click.option("--epochs", default=10, show_default=True, type=int, help="Training epochs per trial.")
 @click.option("--gpus", default=None, type=float, help="GPUs the sweep may use; bounds concurrency. Default: all this machine has (0 on CPU).")
 @click.option("--gpus-per-trial", default=1.0, show_default=True, type=float, help="GPUs per trial; fractions (0.5, 0.25) share a GPU.")
-@click.option("--cpus-per-trial", default=1, show_default=True, type=int, help="CPU cores (and torch threads) per trial.")
+@click.option("--cpus-per-trial", default=None, type=int,
+              help="CPU cores (and torch threads) per trial. Default: on this machine, its cores "
+                   "shared by the trials that run at once (a lone trial gets them all); 1 on a cluster.")
 @click.option("--name", default=None, help="Sweep name (folder under --results-dir, MLflow parent run). Default: METHOD-YYYYmmdd-HHMMSS.")
 @click.option("--results-dir", default="./results", show_default=True, help="Where sweep folders (Parquet, Ray checkpoints) are written.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.")
@@ -77,7 +79,7 @@ def main() -> None:
               help="torch.compile every trial's model on CUDA (its first batches compile it); "
                    "no effect on CPU.")
 def sweep(method: str, dataset: str, data_dir: str | None, model: str, trials: int, epochs: int,
-          gpus: float | None, gpus_per_trial: float, cpus_per_trial: int, name: str | None,
+          gpus: float | None, gpus_per_trial: float, cpus_per_trial: int | None, name: str | None,
           results_dir: str, tracking_uri: str | None, seed: int, sets: tuple[str, ...],
           address: str | None, storage: str | None, max_failures: int, checkpoint_every_s: float,
           scheduler: str | None, resume: bool, objective: str, seeds: int, eval_profile: str,
@@ -158,6 +160,8 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
         raise BadInput(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     if model not in MODELS:
         raise BadInput(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    if cpus_per_trial is None:
+        cpus_per_trial = _default_cpus_per_trial(address, trials * seeds, gpus, gpus_per_trial)
     for flag, value in (("--trials", trials), ("--epochs", epochs), ("--cpus-per-trial", cpus_per_trial)):
         if value < 1:
             raise BadInput(f"{flag} must be at least 1 (got {value})")
@@ -210,6 +214,20 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
         checkpoint_every_s=checkpoint_every_s, scheduler=scheduler,
         resume=saved, where=where, objective=objective, seeds=seeds,
     )
+
+
+def _default_cpus_per_trial(address: str | None, trials: int, gpus: float | None,
+                            gpus_per_trial: float) -> int:
+    """On this machine, its cores shared by the trials that can run at once: a lone trial (or
+    fewer trials than cores) gets the cores no other trial could use. On a cluster, 1."""
+    from orchestrator.cluster import concurrency, local_cluster, resolve_address
+
+    if resolve_address(address) is not None:
+        return 1
+    machine = local_cluster()
+    gpus = machine.max_gpus if gpus is None else gpus
+    slots = concurrency(gpus, gpus_per_trial) if gpus > 0 and gpus_per_trial > 0 else None
+    return max(1, int(machine.largest_node_cpus) // max(1, min(trials, slots or trials)))
 
 
 def _placement(address, gpus, gpus_per_trial, cpus_per_trial, storage, sweep_dir, name, resume):

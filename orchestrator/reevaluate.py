@@ -13,20 +13,22 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from orchestrator.callbacks import curve_metrics, from_origin
+from orchestrator.preconditions import EvaluateTarget
 from trainables.checkpoint import load_state_file, restore
 from trainables.evaluate import Evaluation, evaluate_trial
 from trainables.trial import resolve_protocol
 
 
-def load_target(target: str, tracking_uri: str) -> tuple[dict[str, Any], str | None]:
-    """(trial state, MLflow run id or None). A path is a checkpoint; anything else a run id."""
-    if Path(target).exists():
-        return load_state_file(target), None
+def load_target(target: EvaluateTarget, tracking_uri: str) -> tuple[dict[str, Any], str | None]:
+    """(trial state, MLflow run id or None): the checkpoint at a path, or a run's checkpoint
+    artifact (downloaded into a temporary folder)."""
+    if target.path is not None:
+        return load_state_file(target.path), None
     client = MlflowClient(tracking_uri)
-    client.get_run(target)  # raises a clear MlflowException for an unknown id
+    client.get_run(target.run_id)  # raises a clear MlflowException for an unknown id
     with tempfile.TemporaryDirectory() as folder:
-        local = client.download_artifacts(target, "checkpoint", folder)
-        return load_state_file(local), target
+        local = client.download_artifacts(target.run_id, "checkpoint", folder)
+        return load_state_file(local), target.run_id
 
 
 def reevaluate(state: dict[str, Any], profile: str, examples: int) -> tuple[Evaluation, float]:

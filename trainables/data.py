@@ -13,11 +13,8 @@ import numpy as np
 import torch
 
 from trainables.config import DataConfig
+from trainables.data_checks import ARRAYS, DatasetUnavailable, check_arrays, read_npz
 from trainables.registry import Registry
-
-
-class DatasetUnavailable(RuntimeError):
-    """The dataset cannot be read or fetched; the message says what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -101,14 +98,22 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     """Cached per process: a reused Tune actor runs its next trial without reloading the data.
     Callers must not modify the returned tensors in place."""
     loader, family = DATASETS.get(cfg.dataset)
-    x_train, y_train, x_test, y_test = loader(cfg)
+    arrays = dict(zip(ARRAYS, loader(cfg)))
+    num_classes = check_arrays(_source(cfg), arrays)
+    x_train, y_train, x_test, y_test = (arrays[name] for name in ARRAYS)
     train, val = _carve_validation(_to_split(x_train, y_train), cfg.val_fraction, cfg.split_seed)
     test = _to_split(x_test, y_test)
     channels = tuple(range(train.x.shape[1]))
     mean = tuple(float(train.x[:, c].mean()) for c in channels)
     std = tuple(max(float(train.x[:, c].std()), 1e-3) for c in channels)
-    num_classes = int(max(int(train.y.max()), int(test.y.max())) + 1)
     return Dataset(cfg.dataset, train, val, test, num_classes, mean, std, family)
+
+
+def _source(cfg: DataConfig) -> str:
+    """How an error message names the data: the user's file, or the dataset and its folder."""
+    if cfg.dataset == "npz":
+        return cfg.data_dir
+    return cfg.dataset if cfg.dataset == "digits" else f"{cfg.dataset} in {cfg.data_dir or './data'}"
 
 
 def _carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -121,22 +126,16 @@ def _carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, 
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    """Accepts NHW, NHWC or NCHW; uint8 (0..255) or float already in [0, 1]."""
+    """NHW, NHWC or NCHW; uint8 (0..255) or float already in [0, 1] (see data_checks)."""
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[:, None]
-    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+    elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)
-    if x.ndim != 4:
-        raise DatasetUnavailable(f"images must be NHW, NHWC or NCHW; got shape {images.shape}")
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
     x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise DatasetUnavailable("float images must lie in [0, 1] (or be given as uint8)")
     y = torch.from_numpy(np.asarray(labels).astype(np.int64).reshape(-1))
-    if len(y) != len(x):
-        raise DatasetUnavailable(f"{len(x)} images but {len(y)} labels")
     return Split(x, y)
 
 
@@ -172,11 +171,8 @@ def _npz(cfg: DataConfig):
     path = Path(cfg.data_dir)
     if not cfg.data_dir or not path.is_file():
         raise DatasetUnavailable(f"--dataset npz needs --data-dir pointing at an .npz file; got {cfg.data_dir!r}")
-    with np.load(path) as archive:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(archive.files)
-        if missing:
-            raise DatasetUnavailable(f"{path} lacks arrays {sorted(missing)}")
-        return archive["x_train"], archive["y_train"], archive["x_test"], archive["y_test"]
+    arrays = read_npz(path)
+    return tuple(arrays[name] for name in ARRAYS)
 
 
 def _torchvision_loader(name: str, builder: Callable[[str, bool], tuple]) -> Loader:

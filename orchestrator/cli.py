@@ -152,7 +152,11 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
     from trainables.methods import METHODS
     from trainables.models import MODELS
 
+    from orchestrator.preconditions import (
+        PreconditionFailed, check_data_dir, check_local_storage, check_output_folder,
+    )
     from orchestrator.sweep import OBJECTIVES, SCHEDULERS, SweepRequest, default_scheduler
+    from orchestrator.validation import check_fixed
 
     if method not in METHODS or method not in SPACES:
         raise BadInput(f"unknown method {method!r}; known: {', '.join(n for n in METHODS if n in SPACES)}")
@@ -165,8 +169,12 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
     for flag, value in (("--trials", trials), ("--epochs", epochs), ("--cpus-per-trial", cpus_per_trial)):
         if value < 1:
             raise BadInput(f"{flag} must be at least 1 (got {value})")
-    if data_dir is not None and not Path(data_dir).exists():
-        raise BadInput(f"--data-dir {data_dir} does not exist")
+    try:
+        check_data_dir(dataset, data_dir)
+        check_output_folder("--results-dir", results_dir)
+        check_local_storage(storage)
+    except PreconditionFailed as error:
+        raise BadInput(str(error)) from None
     if max_failures < 0:
         raise BadInput(f"--max-failures must be at least 0 (got {max_failures})")
     if not checkpoint_every_s >= 0:  # also refuses nan
@@ -194,6 +202,7 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
     tracking_uri = tracking_uri or default_tracking_uri()
     try:
         fixed = parse_sets(sets, method)
+        check_fixed(method, DATASETS.get(dataset)[1], fixed)
         base = TrialConfig.from_flat({
             "method": method, "dataset": dataset, "data_dir": data_dir or "", "model": model,
             "epochs": epochs, "seed": seed, "threads": cpus_per_trial,
@@ -299,16 +308,23 @@ def evaluate(target: str, eval_profile: str, eval_examples: int, tracking_uri: s
     its MLflow run id; for a run id the results are logged to that run under eval/<profile>/."""
     from mlflow.exceptions import MlflowException
 
+    from orchestrator.preconditions import PreconditionFailed, evaluate_target
     from orchestrator.reevaluate import load_target, log_to_run, reevaluate
+    from trainables.checkpoint import CheckpointRefused
     from trainables.evaluate import PROFILES
 
     if eval_profile not in PROFILES:
         raise BadInput(f"--eval {eval_profile!r}: choose one of {', '.join(PROFILES)}")
     tracking_uri = tracking_uri or default_tracking_uri()
     try:
-        check_tracking_uri(tracking_uri)
-        state, run_id = load_target(target, tracking_uri)
-    except (TrackingUnreachable, MlflowException, FileNotFoundError) as error:
+        where = evaluate_target(target, tracking_uri)
+        if where.run_id is not None:
+            check_tracking_uri(tracking_uri)
+        state, run_id = load_target(where, tracking_uri)
+    except MlflowException as error:
+        raise BadInput(f"cannot load {target!r}: read as an MLflow run id in {tracking_uri}: "
+                       f"{str(error).splitlines()[0]}") from None
+    except (TrackingUnreachable, PreconditionFailed, CheckpointRefused) as error:
         raise BadInput(f"cannot load {target!r}: {str(error).splitlines()[0]}") from None
     click.echo(f"[orch] evaluating {target} ({state['config']['method']}, {eval_profile} profile, "
                f"{eval_examples or 'all'} test points)")

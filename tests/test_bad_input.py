@@ -1,0 +1,123 @@
+"""README's "Bad input" table, run: every refused input exits 2 with exactly the table's one
+line on stderr and writes nothing (no sweep folder, no mlflow.db, no mlruns/, no file a crafted
+checkpoint asks to create). The table is parsed from README.md, so it cannot drift from the code."""
+import pathlib
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from orchestrator.cli import main
+from orchestrator.validation import check_fixed, space_values
+from search_spaces import SPACES, get_space
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+MARKER = "PWNED"  # what the crafted checkpoint creates if it is ever unpickled
+
+
+def readme_cases() -> list[tuple[str, str]]:
+    """(command, message) of each row of the table under "### Bad input"."""
+    section = README.read_text().split("### Bad input", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`orch " in line]
+    cells = [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
+    return [(command.strip("`"), message.strip("`")) for _, command, _, message in cells]
+
+
+class CraftedPickle:
+    """Unpickling this calls Path.touch: what an attacker's `os.system` would be."""
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(MARKER),)
+
+
+def _npz(path: Path, x_train=None, y_train=None, x_test=None, y_test=None) -> None:
+    """A small valid dataset (10 classes, 8x8 uint8) with some arrays replaced."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    labels = np.arange(40) % 10
+    np.savez(path, x_train=images if x_train is None else x_train, y_train=labels if y_train is None else y_train,
+             x_test=images[:10] if x_test is None else x_test, y_test=labels[:10] if y_test is None else y_test)
+
+
+def write_fixtures(folder: Path) -> None:
+    """The bad files the table's commands name, built in the test's working folder."""
+    labels = np.arange(40) % 10
+    _npz(folder / "labels-255.npz", y_train=np.where(labels == 3, 255, labels))
+    _npz(folder / "labels-negative.npz", y_train=np.where(labels == 3, -1, labels))
+    _npz(folder / "labels-float.npz", y_train=labels.astype(np.float32))
+    _npz(folder / "one-class.npz", y_train=np.zeros(40, np.int64), y_test=np.zeros(10, np.int64))
+    _npz(folder / "test-only-class.npz", y_test=np.full(10, 10))
+    pixels = np.full((40, 8, 8), 0.5, np.float32)
+    pixels[3, 2, 2] = np.nan
+    _npz(folder / "nan-pixels.npz", x_train=pixels)
+    _npz(folder / "pixels-0-255-float.npz", x_train=np.full((40, 8, 8), 255.0, np.float32))
+    _npz(folder / "unpaired.npz", y_train=labels[:39])
+    _npz(folder / "empty-test.npz", x_test=np.zeros((0, 8, 8), np.uint8), y_test=np.zeros(0, np.int64))
+    _npz(folder / "wrong-shape.npz", x_train=np.zeros((40, 64), np.uint8))
+    _npz(folder / "test-shape.npz", x_test=np.zeros((10, 9, 9), np.uint8))
+    np.savez(folder / "missing-array.npz", x_train=np.zeros((4, 8, 8), np.uint8))
+    whole = (folder / "labels-255.npz").read_bytes()
+    (folder / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    np.savez(folder / "pickled.npz", x_train=np.array([{}], dtype=object), y_train=labels,
+             x_test=labels, y_test=labels)
+    (folder / "crafted").mkdir()
+    torch.save({"config": CraftedPickle()}, folder / "crafted" / "state.pt")
+    (folder / "random").mkdir()
+    (folder / "random" / "state.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (folder / "empty-folder").mkdir()
+    (folder / "a-file").write_text("not a folder\n")
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def bad_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    write_fixtures(tmp_path)
+    return tmp_path
+
+
+CASES = readme_cases()
+
+
+def test_the_table_lists_the_issues_cases():
+    commands = " ".join(command for command, _ in CASES)
+    for needed in ("crafted", "random", "evaluate /nonexistent", "truncated.npz", "labels-255.npz",
+                   "labels-negative.npz", "nan-pixels.npz", "lambda=-1", "embed_dim=0", "--results-dir a-file"):
+        assert needed in commands, needed
+
+
+@pytest.mark.parametrize("command,message", CASES, ids=[c for c, _ in CASES])
+def test_bad_input_row_exits_2_with_its_one_line_and_writes_nothing(command, message, bad_files):
+    before = listing(bad_files)
+    args = shlex.split(command)
+    assert args[0] == "orch"
+    result = CliRunner().invoke(main, args[1:])
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    assert result.stderr.splitlines() == [message]
+    assert listing(bad_files) == before  # no results/, mlflow.db, mlruns/, nor the marker
+
+
+def test_the_crafted_checkpoint_runs_code_when_unpickled(tmp_path, monkeypatch):
+    """The fixture is a real attack: a plain pickle load creates the marker file."""
+    monkeypatch.chdir(tmp_path)
+    write_fixtures(tmp_path)
+    torch.load(tmp_path / "crafted" / "state.pt", weights_only=False)
+    assert (tmp_path / MARKER).exists()
+
+
+@pytest.mark.parametrize("method", sorted(SPACES))
+@pytest.mark.parametrize("family", ["mnist-like", "cifar-like"])
+def test_every_search_space_bound_and_paper_default_passes_the_checks(method, family):
+    """What Optuna can hand a trial must pass the rules `--set` is held to (and vice versa: a
+    bound the rules refuse is a bug in the space or in the rules)."""
+    for key, values in space_values(method, family).items():
+        for value in values:
+            check_fixed(method, family, {key: value})
+    check_fixed(method, family, get_space(method).paper_defaults(family))

@@ -1,18 +1,26 @@
-"""Optuna define-by-run glue: a method's space with some dimensions fixed by `--set`."""
+"""Optuna define-by-run glue: a method's space with some dimensions fixed by `--set`, and its ε
+dimensions scaled to the dataset's protocol.
+
+Spaces and paper defaults give training ε for their family's standard ε (MNIST 0.3, CIFAR
+8/255). A dataset with its own protocol (`trainables.data.DATASET_PROTOCOL`: digits' target is
+0.1) scales them by `eps_scale`, so the papers' "train at the target ε" stays true there."""
 from __future__ import annotations
 
 from functools import partial
 from typing import Any, Callable
 
 from search_spaces import get_space
+from trainables.config import is_eps_key
 
 
 class FixingTrial:
-    """Wraps an Optuna trial: a fixed name returns its fixed value and is not searched."""
+    """Wraps an Optuna trial: a fixed name returns its fixed value and is not searched; an ε
+    dimension's range is multiplied by `eps_scale`."""
 
-    def __init__(self, trial: Any, fixed: dict[str, Any]):
+    def __init__(self, trial: Any, fixed: dict[str, Any], eps_scale: float = 1.0):
         self._trial = trial
         self._fixed = fixed
+        self._eps_scale = eps_scale
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._trial, name)
@@ -20,23 +28,33 @@ class FixingTrial:
             return attr
 
         def suggest(param: str, *args: Any, **kwargs: Any) -> Any:
-            return self._fixed[param] if param in self._fixed else attr(param, *args, **kwargs)
+            if param in self._fixed:
+                return self._fixed[param]
+            if name == "suggest_float" and is_eps_key(param):
+                low, high, *rest = args
+                return attr(param, low * self._eps_scale, high * self._eps_scale, *rest, **kwargs)
+            return attr(param, *args, **kwargs)
 
         return suggest
 
 
-def _define_by_run(space: Callable, family: str, fixed: dict[str, Any], trial: Any) -> dict[str, Any]:
-    space(FixingTrial(trial, fixed), family)
+def _define_by_run(space: Callable, family: str, fixed: dict[str, Any], eps_scale: float,
+                   trial: Any) -> dict[str, Any]:
+    space(FixingTrial(trial, fixed, eps_scale), family)
     return dict(fixed)  # Ray adds these constants to every trial's config
 
 
-def search_space(method: str, family: str, fixed: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
-    return partial(_define_by_run, get_space(method).space, family, fixed)
+def search_space(method: str, family: str, fixed: dict[str, Any],
+                 eps_scale: float = 1.0) -> Callable[[Any], dict[str, Any]]:
+    return partial(_define_by_run, get_space(method).space, family, fixed, eps_scale)
 
 
-def first_points(method: str, family: str, fixed: dict[str, Any]) -> list[dict[str, Any]]:
-    """The paper's defaults, minus what --set fixed: the first configuration evaluated."""
-    point = {k: v for k, v in get_space(method).paper_defaults(family).items() if k not in fixed}
+def first_points(method: str, family: str, fixed: dict[str, Any],
+                 eps_scale: float = 1.0) -> list[dict[str, Any]]:
+    """The paper's defaults (ε scaled to the dataset), minus what --set fixed: the first
+    configuration evaluated."""
+    defaults = get_space(method).paper_defaults(family)
+    point = {k: v * eps_scale if is_eps_key(k) else v for k, v in defaults.items() if k not in fixed}
     return [point] if point else []
 
 

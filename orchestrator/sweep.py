@@ -64,6 +64,13 @@ class SweepRequest:
         return self.storage or default_storage(self.sweep_dir)
 
     @property
+    def eps_scale(self) -> float:
+        """The dataset's target ε over its family's: scales the searched training ε."""
+        from trainables.data import eps_scale
+
+        return eps_scale(self.base["dataset"], self.family)
+
+    @property
     def concurrency(self) -> int | None:
         return concurrency(self.gpus, self.gpus_per_trial)
 
@@ -179,11 +186,11 @@ def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: T
         callbacks.append(ParquetMirror(request.sweep_dir, request.storage_path, request.name))
     metrics = OBJECTIVES[request.objective]
     searcher = OptunaSearch(
-        space=search_space(request.method, request.family, request.fixed),
+        space=search_space(request.method, request.family, request.fixed, request.eps_scale),
         # One metric: single-objective TPE. A list: multi-objective, Optuna keeps the Pareto front.
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=["max"] * len(metrics) if len(metrics) > 1 else "max",
-        points_to_evaluate=first_points(request.method, request.family, request.fixed),
+        points_to_evaluate=first_points(request.method, request.family, request.fixed, request.eps_scale),
         sampler=TPESampler(seed=request.seed),
         # A study on disk continues after a crash where it was, and reports can read it.
         storage=optuna.storages.RDBStorage(study_uri(request.sweep_dir)), study_name=request.name,

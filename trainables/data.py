@@ -74,12 +74,38 @@ class Dataset:
         return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
 
 
-# Per family: the standard target ε of the papers and the grid of the robustness curve.
-TARGET_EPS = {"mnist-like": 0.3, "cifar-like": 8 / 255}
-EPS_GRID = {
-    "mnist-like": (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4),
-    "cifar-like": tuple(e / 255 for e in (0, 2, 4, 6, 8, 10, 12, 16)),
+@dataclass(frozen=True)
+class EpsProtocol:
+    """What ε means on a dataset: the headline (target) ε, which is also the default training ε,
+    and the grid of the robustness curve."""
+
+    target_eps: float
+    eps_grid: tuple[float, ...]
+
+
+# Per family: the papers' standard ε (MNIST 0.3, CIFAR 8/255) and curve grids.
+FAMILY_PROTOCOL = {
+    "mnist-like": EpsProtocol(0.3, (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)),
+    "cifar-like": EpsProtocol(8 / 255, tuple(e / 255 for e in (0, 2, 4, 6, 8, 10, 12, 16))),
 }
+# Datasets on which their family's ε does not transfer. Digits are 8x8 and blurred (17 grey
+# levels): ε 0.3 is five grey levels and erases them. Measured with madry, 10 epochs: ε 0.1 gives
+# test clean 0.95 / worst case 0.73 (AutoAttack on 200 points: 0.755), ε 0.3 gives 0.67 / 0.18.
+# So digits' target is 0.1, with a grid fine below it and reaching 3x beyond.
+DATASET_PROTOCOL = {
+    "digits": EpsProtocol(0.1, (0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)),
+}
+
+
+def eps_protocol(dataset: str, family: str) -> EpsProtocol:
+    """The dataset's own protocol, else its family's."""
+    return DATASET_PROTOCOL.get(dataset, FAMILY_PROTOCOL[family])
+
+
+def eps_scale(dataset: str, family: str) -> float:
+    """How the dataset's target ε compares with its family's: the search scales the papers'
+    training ε (given for MNIST's 0.3 or CIFAR's 8/255) by it, e.g. 1/3 on digits."""
+    return eps_protocol(dataset, family).target_eps / FAMILY_PROTOCOL[family].target_eps
 
 Loader = Callable[[DataConfig], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 DATASETS: Registry[tuple[Loader, str]] = Registry("dataset")

@@ -15,7 +15,7 @@ import torch
 
 from trainables.augment import crop_and_flip
 from trainables.config import TrialConfig
-from trainables.data import EPS_GRID, TARGET_EPS, Dataset, ResidentSplit, Split, load_dataset
+from trainables.data import Dataset, ResidentSplit, Split, eps_protocol, load_dataset
 from trainables.evaluate import CurvePoint, accuracy, evaluate_trial, pgd_accuracy
 from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
@@ -53,9 +53,11 @@ class Protocol_:
 
 
 def resolve_protocol(config: TrialConfig, family: str) -> Protocol_:
-    target = config.eval.target_eps if config.eval.target_eps is not None else TARGET_EPS[family]
+    """The config's ε values, the dataset's protocol (else its family's) where they are unset."""
+    standard = eps_protocol(config.data.dataset, family)
+    target = config.eval.target_eps if config.eval.target_eps is not None else standard.target_eps
     train_eps = config.attack.train_eps if config.attack.train_eps is not None else target
-    grid = config.eval.eps_grid or EPS_GRID[family]
+    grid = config.eval.eps_grid or standard.eps_grid
     if not any(math.isclose(e, target) for e in grid):
         grid = tuple(sorted((*grid, target)))  # the headline ε must be on the curve
     return Protocol_(target, train_eps, tuple(e for e in grid if e > 0))

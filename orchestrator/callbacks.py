@@ -116,6 +116,18 @@ def failed_checks(result: dict[str, Any]) -> list[str]:
     return [name for name, value in sanity_of(result).items() if value is False and name != "trusted"]
 
 
+def final_weights_of(result: dict[str, Any]) -> dict[str, Any]:
+    """Which weights a trial's test numbers belong to and whether its training collapsed
+    (trainables.final_weights): trials.parquet columns, and MLflow tags `orch.<key>`."""
+    return {key: result.get(key) for key in ("final_checkpoint", "evaluated_epoch", "collapsed")}
+
+
+def collapse_warning(trial_id: str, result: dict[str, Any]) -> str:
+    evaluated = "the last epoch's" if result["final_checkpoint"] == "last" else "the best validation epoch's"
+    return (f"[orch] WARNING trial {trial_id}: validation clean accuracy collapsed during training "
+            f"(collapsed=true); its test numbers are {evaluated} weights (epoch {result['evaluated_epoch']})")
+
+
 def placement_tags(result: dict[str, Any]) -> dict[str, str]:
     return {tag: str(result[key]) for key, tag in PLACEMENT_TAGS.items() if key in result}
 
@@ -206,6 +218,8 @@ class MlflowLogger(tune.Callback):
             sanity = {f"sanity.{k}": str(v).lower() for k, v in sanity_of(result).items()}
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sanity.items()])
         if "curve_json" in result:
+            self.client.log_batch(run_id, tags=[RunTag(f"orch.{k}", str(v).lower())
+                                                for k, v in final_weights_of(result).items()])
             self._log_curve_artifacts(run_id, curve_of(result), f"{self.info.sweep}/{trial.trial_id}")
 
     def _log_curve_artifacts(self, run_id: str, curve: list[dict[str, Any]], title: str) -> None:
@@ -340,11 +354,14 @@ class ParquetRecorder(tune.Callback):
             "error": error,
             "autoattack_acc": result.get("test_autoattack_acc"),
             **sanity_columns(result),
+            **final_weights_of(result),
         }
         parquet.upsert(self.sweep_dir / parquet.TRIALS_FILE, [row], "trials")
         for check in failed_checks(result):
             self._say(f"[orch] WARNING trial {trial.trial_id}: sanity check {check} failed; "
                       "its robust accuracy is marked untrusted (sanity_trusted=false)")
+        if result.get("collapsed"):
+            self._say(collapse_warning(trial.trial_id, result))
 
 
 def _short(config: dict[str, Any]) -> str:

@@ -78,12 +78,15 @@ def main() -> None:
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile every trial's model on CUDA (its first batches compile it); "
                    "no effect on CPU.")
+@click.option("--final-checkpoint", default="last", show_default=True,
+              help="Weights the final test evaluation attacks: last (the last epoch's) or best (the "
+                   "epoch with the best validation robust accuracy). Recorded per trial.")
 def sweep(method: str, dataset: str, data_dir: str | None, model: str, trials: int, epochs: int,
           gpus: float | None, gpus_per_trial: float, cpus_per_trial: int | None, name: str | None,
           results_dir: str, tracking_uri: str | None, seed: int, sets: tuple[str, ...],
           address: str | None, storage: str | None, max_failures: int, checkpoint_every_s: float,
           scheduler: str | None, resume: bool, objective: str, seeds: int, eval_profile: str,
-          eval_examples: int, compile_model: bool) -> None:
+          eval_examples: int, compile_model: bool, final_checkpoint: str) -> None:
     """Search METHOD's hyperparameters: train, attack and record every trial."""
     ctx = click.get_current_context()
     settings, saved = _resumed(ctx) if resume else (dict(ctx.params), None)
@@ -142,7 +145,7 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
                        cpus_per_trial, name, results_dir, tracking_uri, seed, sets, address=None,
                        storage=None, max_failures=0, checkpoint_every_s=10.0, scheduler=None,
                        resume=False, saved=None, objective="robust", seeds=1, eval_profile="quick",
-                       eval_examples=1000, compile_model=False):
+                       eval_examples=1000, compile_model=False, final_checkpoint="last"):
     """Every check that can fail runs here, before anything is written or a trial runs. A local
     Ray is started later (by run_sweep); a cluster given by --address is connected to here, to
     check what it has."""
@@ -207,6 +210,7 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
             "method": method, "dataset": dataset, "data_dir": data_dir or "", "model": model,
             "epochs": epochs, "seed": seed, "threads": cpus_per_trial,
             "eval_profile": eval_profile, "eval_examples": eval_examples, "compile": compile_model,
+            "final_checkpoint": final_checkpoint,
         }).to_flat()
         TrialConfig.from_flat({**base, **fixed})  # --set values that a method rejects fail here
         check_tracking_uri(tracking_uri)

@@ -76,6 +76,16 @@ class EvalConfig:
     # An attack skips the examples it fooled at a smaller ε (nested balls); False attacks every
     # example at every ε (slower; for checking the evaluation itself).
     eval_nested: bool = True
+    # The weights the final evaluation attacks: the last epoch's, or the epoch with the best
+    # validation robust accuracy (ties: the better validation clean accuracy, then the earlier).
+    final_checkpoint: str = "last"  # last | best
+
+    def __post_init__(self) -> None:
+        if self.final_checkpoint not in FINAL_CHECKPOINTS:
+            raise ConfigError(f"final_checkpoint={self.final_checkpoint!r}; known: {', '.join(FINAL_CHECKPOINTS)}")
+
+
+FINAL_CHECKPOINTS = ("last", "best")
 
 
 CONCERNS = {

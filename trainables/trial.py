@@ -15,8 +15,9 @@ import torch
 
 from trainables.augment import crop_and_flip
 from trainables.config import TrialConfig
-from trainables.data import Dataset, ResidentSplit, Split, eps_protocol, load_dataset
+from trainables.data import Dataset, ResidentSplit, eps_protocol, load_dataset
 from trainables.evaluate import CurvePoint, accuracy, evaluate_trial, pgd_accuracy
+from trainables.final_weights import BestEpoch, collapsed
 from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
 
@@ -41,6 +42,9 @@ class TrialResult:
     # trainables.sanity.CHECKS plus "trusted": True/False, None where the check did not run.
     sanity: dict[str, bool | None] = field(default_factory=dict)
     autoattack_acc: float | None = None  # test split, at the target ε; None in the quick profile
+    final_checkpoint: str = "last"  # which weights were evaluated: last | best (on validation)
+    evaluated_epoch: int = 0  # the epoch whose weights were evaluated
+    collapsed: bool = False  # validation clean accuracy collapsed (trainables.final_weights)
 
 
 @dataclass(frozen=True)
@@ -132,11 +136,13 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
     val = data.val.head(config.eval.val_examples).to(device)
     augment = config.train.augment if config.train.augment is not None else data.family == "cifar-like"
 
-    first_epoch, history = 0, []
+    first_epoch, history, best = 0, [], BestEpoch()
+    keep_best = config.eval.final_checkpoint == "best"
     if resume is not None:
         method.load_state(resume["method"])
         first_epoch, history = resume["epoch"], list(resume["history"])
         torch.set_rng_state(resume["torch_rng"])
+        best = BestEpoch.from_state(resume["best"]) if keep_best else best
 
     for epoch in range(first_epoch, config.train.epochs):
         # The shuffle depends only on (seed, epoch): a resumed trial sees the same batches.
@@ -148,22 +154,33 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         metrics["val_robust_acc"] = pgd_accuracy(method, val, protocol.target_eps, config.eval.val_steps)
         metrics["epoch"] = epoch + 1
         history.append(dict(metrics))
+        if keep_best:
+            best.offer(metrics, method)
         result = None
         if epoch + 1 == config.train.epochs:
-            result = final_evaluation(config, method, data.test, protocol, history, data.family)
+            evaluated_epoch = best.load_into(method) if keep_best else epoch + 1
+            result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
             metrics.update(test_clean_acc=result.clean_acc, test_robust_acc=result.robust_acc,
                            target_eps=protocol.target_eps,
-                           curve=[p.as_dict() for p in result.curve], sanity=result.sanity)
+                           curve=[p.as_dict() for p in result.curve], sanity=result.sanity,
+                           final_checkpoint=result.final_checkpoint, evaluated_epoch=evaluated_epoch,
+                           collapsed=result.collapsed)
             if result.autoattack_acc is not None:
                 metrics["test_autoattack_acc"] = result.autoattack_acc
             if getattr(config.hparams, "detector", False):
                 metrics.update(detector_evaluation(config, method, data, protocol))
         if reporter is not None:
+            # After the last epoch `method` holds the evaluated weights, so the trial's final
+            # checkpoint is the model its numbers belong to.
             state = {"method": method.state(), "epoch": epoch + 1, "history": history,
                      "torch_rng": torch.get_rng_state(), "config": config.to_flat()}
+            if keep_best:
+                state["best"] = best.state()
             reporter.report(metrics, state)
-    return result if result is not None else final_evaluation(config, method, data.test, protocol,
-                                                              history, data.family)
+    if result is None:  # resumed after its last epoch: `method` holds the weights evaluated then
+        evaluated_epoch = best.epoch if keep_best else len(history)
+        result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
+    return result
 
 
 def detector_evaluation(config: TrialConfig, method: Method, data: Dataset,
@@ -180,17 +197,21 @@ def detector_evaluation(config: TrialConfig, method: Method, data: Dataset,
     return {f"test_detector_{name}": value for name, value in scores.items()}
 
 
-def final_evaluation(config: TrialConfig, method: Method, test: Split, protocol: Protocol_,
-                     history: list[dict[str, Any]], family: str) -> TrialResult:
-    """The only place the test split is read: the eval profile's curve and sanity flags."""
-    evaluation = evaluate_trial(method, test, protocol, config.eval, family)
+def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protocol: Protocol_,
+                     history: list[dict[str, Any]], evaluated_epoch: int) -> TrialResult:
+    """The only place the test split is read: the eval profile's curve and sanity flags, for the
+    weights of `evaluated_epoch` (which `method` holds)."""
+    evaluation = evaluate_trial(method, data.test, protocol, config.eval, data.family)
     return TrialResult(
         clean_acc=evaluation.clean_acc,
         robust_acc=evaluation.robust_acc,
-        val_robust_acc=history[-1]["val_robust_acc"] if history else float("nan"),
+        val_robust_acc=history[evaluated_epoch - 1]["val_robust_acc"],
         target_eps=protocol.target_eps,
         curve=evaluation.curve,
         history=history,
         sanity=evaluation.sanity,
         autoattack_acc=evaluation.autoattack_acc,
+        final_checkpoint=config.eval.final_checkpoint,
+        evaluated_epoch=evaluated_epoch,
+        collapsed=collapsed(history, data.num_classes),
     )

@@ -58,10 +58,10 @@ def first_points(method: str, family: str, fixed: dict[str, Any],
     return [point] if point else []
 
 
-def space_dimensions(method: str, family: str) -> list[dict[str, Any]]:
+def space_dimensions(method: str, family: str, eps_scale: float = 1.0) -> list[dict[str, Any]]:
     """Each searched dimension as data ({"name", "type": float|int|categorical, "low", "high",
-    "log"} or {"name", "type", "choices"}), found by running the space on a trial that records
-    its suggest_* calls."""
+    "log"} or {"name", "type", "choices"}), found by running the space (ε ranges scaled by
+    `eps_scale`) on a trial that records its suggest_* calls."""
     dimensions: list[dict[str, Any]] = []
 
     class Recorder:
@@ -78,7 +78,7 @@ def space_dimensions(method: str, family: str) -> list[dict[str, Any]]:
 
             return suggest
 
-    get_space(method).space(Recorder(), family)
+    get_space(method).space(FixingTrial(Recorder(), {}, eps_scale), family)
     return dimensions
 
 

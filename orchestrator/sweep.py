@@ -156,8 +156,8 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
 
 def _log_search_space(client, parent_id: str, request: SweepRequest) -> None:
     """The parent run records what the sweep searched, not the defaults the search replaces."""
-    record = search_space_record(request.method, request.family, request.fixed,
-                                 first_points(request.method, request.family, request.fixed))
+    first = first_points(request.method, request.family, request.fixed, request.eps_scale)
+    record = search_space_record(request.method, request.family, request.fixed, first, request.eps_scale)
     client.log_batch(parent_id, params=_params(parent_params(record, request.base, request.trials)))
     client.log_dict(parent_id, record, SEARCH_SPACE_FILE)
 

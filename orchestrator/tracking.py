@@ -59,12 +59,12 @@ def _check_writable_dir(folder: Path, uri: str) -> None:
 
 
 def search_space_record(method: str, family: str, fixed: dict[str, Any],
-                        first_points: list[dict[str, Any]]) -> dict[str, Any]:
+                        first_points: list[dict[str, Any]], eps_scale: float = 1.0) -> dict[str, Any]:
     """What the sweep searched (search_space.json on the parent run): each dimension the search
     varies, the `--set` constants, and the paper defaults tried first."""
     from orchestrator.search import space_dimensions
 
-    searched = [d for d in space_dimensions(method, family) if d["name"] not in fixed]
+    searched = [d for d in space_dimensions(method, family, eps_scale) if d["name"] not in fixed]
     return {"method": method, "family": family, "searched": searched, "fixed": fixed,
             "first_points": first_points}
 

@@ -5,7 +5,7 @@ import math
 import optuna
 import pytest
 
-from orchestrator.search import first_points, search_space
+from orchestrator.search import first_points, search_space, space_dimensions
 from trainables import TrialConfig, run_trial
 from trainables.data import DATASET_PROTOCOL, FAMILY_PROTOCOL, eps_scale
 from trainables.trial import resolve_protocol
@@ -66,6 +66,11 @@ def test_searched_training_eps_stays_in_the_scaled_range(method):
     unscaled = (0.1, 0.4)  # search_spaces.eps_range("mnist-like")
     assert min(suggested) >= unscaled[0] * scale and max(suggested) <= unscaled[1] * scale
     assert max(suggested) > DATASET_PROTOCOL["digits"].target_eps  # the range is searched, not pinned
+
+
+def test_the_recorded_search_space_is_the_scaled_one():
+    [train_eps] = [d for d in space_dimensions("madry", "mnist-like", 1 / 3) if d["name"] == "train_eps"]
+    assert (train_eps["low"], train_eps["high"]) == pytest.approx((0.1 / 3, 0.4 / 3))
 
 
 def test_every_protocol_has_its_target_on_its_grid():

@@ -14,8 +14,9 @@ from trainables.evaluate import accuracy
 from trainables.final_weights import collapsed, validation_rank
 from trainables.trial import build_method
 
+# Short attacks and few sanity points: these tests are about which weights get evaluated.
 TINY = {"method": "standard", "lr": 3e-3, "eval_examples": 200, "val_examples": 64,
-        "eval_steps": 2, "val_steps": 2}
+        "eval_steps": 2, "val_steps": 2, "eval_sanity_examples": 16, "eval_sanity_queries": 20}
 
 
 @pytest.mark.parametrize("val_clean, expected", [

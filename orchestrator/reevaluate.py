@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, RunTag
+from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 
 from orchestrator.callbacks import curve_metrics, from_origin
 from orchestrator.preconditions import EvaluateTarget
-from trainables.checkpoint import load_state_file, restore
+from trainables.checkpoint import CheckpointRefused, load_state_file, restore
 from trainables.evaluate import Evaluation, evaluate_trial
 from trainables.trial import resolve_protocol
 
@@ -26,9 +28,15 @@ def load_target(target: EvaluateTarget, tracking_uri: str) -> tuple[dict[str, An
         return load_state_file(target.path), None
     client = MlflowClient(tracking_uri)
     client.get_run(target.run_id)  # raises a clear MlflowException for an unknown id
+    # MLflow's download progress bar would be more lines on stderr beside a one-line error.
+    os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
     with tempfile.TemporaryDirectory() as folder:
         local = client.download_artifacts(target.run_id, "checkpoint", folder)
-        return load_state_file(local), target.run_id
+        try:
+            return load_state_file(local), target.run_id
+        except CheckpointRefused as error:  # name the artifact, not the temporary folder
+            source = f"runs:/{target.run_id}/checkpoint"
+            raise CheckpointRefused(str(error).replace(str(Path(local)), source)) from None
 
 
 def reevaluate(state: dict[str, Any], profile: str, examples: int) -> tuple[Evaluation, float]:

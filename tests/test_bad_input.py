@@ -121,3 +121,59 @@ def test_every_search_space_bound_and_paper_default_passes_the_checks(method, fa
         for value in values:
             check_fixed(method, family, {key: value})
     check_fixed(method, family, get_space(method).paper_defaults(family))
+
+
+def test_a_crafted_checkpoint_in_an_mlflow_run_is_refused_by_run_id(tmp_path, monkeypatch):
+    """The same refusal when the checkpoint comes from a (shared, unauthenticated) tracking store:
+    a real SQLite store whose run holds the crafted state.pt as its `checkpoint` artifact."""
+    from mlflow.tracking import MlflowClient
+
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("e", artifact_location=(store / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    write_fixtures(tmp_path)
+    client.log_artifacts(run_id, str(tmp_path / "crafted"), artifact_path="checkpoint")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = CliRunner().invoke(main, ["evaluate", run_id, "--tracking-uri", uri])
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith(f"orch: error: cannot load '{run_id}': ") and f"runs:/{run_id}/checkpoint/state.pt asks to run Python code" in line
+    assert not (tmp_path / MARKER).exists() and list(work.iterdir()) == []
+
+
+def test_report_notes_a_crafted_best_checkpoint_instead_of_loading_it(tmp_path, monkeypatch):
+    """`orch report`'s latent analysis reads each method's best checkpoint: a crafted one is
+    skipped with a note, and nothing in it runs."""
+    import pandas as pd
+
+    from orchestrator.report import Sweeps, latent_rows
+
+    monkeypatch.chdir(tmp_path)
+    write_fixtures(tmp_path)
+    trials = pd.DataFrame([{"sweep": "s", "trial_id": "t0", "checkpoint_uri": str(tmp_path / "crafted"),
+                            "target_eps": 0.3}])
+    best = pd.DataFrame([{"sweep": "s", "best_trial": "t0", "method": "madry", "config_id": 0, "config": ""}])
+    rows, notes = latent_rows(Sweeps([tmp_path], trials, pd.DataFrame()), best, n_examples=8)
+    assert rows == [] and len(notes) == 1
+    assert "asks to run Python code" in notes[0] and "no latent analysis" in notes[0]
+    assert not (tmp_path / MARKER).exists()
+
+
+@pytest.mark.parametrize("images", [
+    np.zeros((12, 8, 8), np.uint8),  # NHW
+    np.zeros((12, 8, 8, 3), np.uint8),  # NHWC
+    np.full((12, 1, 8, 8), 0.5, np.float32),  # NCHW, float in [0, 1]
+], ids=["NHW-uint8", "NHWC-uint8", "NCHW-float"])
+def test_the_data_checks_accept_every_documented_layout(images):
+    from trainables.data_checks import check_arrays
+
+    labels = (np.arange(12) % 3).reshape(-1, 1)  # one label per image, as a column
+    arrays = {"x_train": images, "y_train": labels, "x_test": images[:3], "y_test": labels[:3, 0]}
+    assert check_arrays("mine.npz", arrays) == 3

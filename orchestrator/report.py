@@ -385,7 +385,7 @@ def _sweep_label(trials: pd.DataFrame, folder: Path) -> str:
 def latent_rows(sweeps: Sweeps, best: pd.DataFrame, n_examples: int) -> tuple[list[dict], list[str]]:
     """The papers' latent analyses of each method's best trial (its best seed by validation),
     restored from its checkpoint. Rows for latent.parquet, and notes on trials skipped."""
-    from trainables.checkpoint import load_state_file, restore
+    from trainables.checkpoint import CheckpointRefused, load_state_file, restore
     from trainables.latent import analyse
 
     rows, notes = [], []
@@ -396,7 +396,12 @@ def latent_rows(sweeps: Sweeps, best: pd.DataFrame, n_examples: int) -> tuple[li
         if not _present(checkpoint) or not Path(checkpoint).exists():
             notes.append(f"{row.method}: checkpoint {checkpoint} not found, no latent analysis")
             continue
-        config, method, data = restore(load_state_file(checkpoint))
+        try:
+            state = load_state_file(checkpoint)
+        except CheckpointRefused as error:  # corrupt, or crafted to run code: never unpickled
+            notes.append(f"{row.method}: {error}, no latent analysis")
+            continue
+        config, method, data = restore(state)
         result = analyse(method, data, float(trial["target_eps"]), config.eval.eval_steps,
                          n_examples, min(n_examples, TSNE_MAX_EXAMPLES))
         rows.append({

@@ -95,14 +95,14 @@ def sweep(method: str, dataset: str, data_dir: str | None, model: str, trials: i
     request = dataclasses.replace(request, settings={
         **settings, "sets": list(settings["sets"]), "name": request.name,
         "tracking_uri": request.tracking_uri})
-    from orchestrator.sweep import experiment_name, run_sweep
+    from orchestrator.sweep import experiment_name
 
     started = time.time()
     click.echo(f"[orch] {'resuming sweep' if saved else 'sweep'} {request.name}: {request.method} on "
                f"{request.base['dataset']}, {request.trials} trials x {request.base['epochs']} epochs, "
                f"scheduler {request.scheduler}")
     click.echo(f"[orch] {_resources_line(request)}")
-    rows = run_sweep(request)
+    rows = _interruptible(request)
     _print_best(rows)
     if request.seeds > 1 or request.objective != "robust":
         from orchestrator.report import sweep_summary
@@ -115,6 +115,28 @@ def sweep(method: str, dataset: str, data_dir: str | None, model: str, trials: i
     click.echo(f"  MLflow:  {request.tracking_uri} (experiment {experiment_name(request.base['dataset'])!r}, parent run {request.name!r})")
     served = request.tracking_uri.startswith(("http://", "https://"))
     click.echo(f"  view:    {'open ' if served else 'mlflow ui --backend-store-uri '}{request.tracking_uri}")
+
+
+def _interruptible(request) -> list[dict[str, Any]]:
+    """Runs the sweep; on SIGINT/SIGTERM says how to continue it and exits 128 + the signal."""
+    from orchestrator.interrupt import SweepInterrupted, received, resume_command
+    from orchestrator.sweep import run_sweep
+
+    try:
+        return run_sweep(request)
+    except SweepInterrupted as stop:
+        if stop.resumable:
+            command = resume_command(request.method, request.name, str(request.results_dir))
+            click.echo(f"[orch] sweep {request.name} interrupted by {stop}; its state is saved. "
+                       f"Continue it with:\n  {command}", err=True)
+        else:
+            click.echo(f"[orch] sweep {request.name} interrupted by {stop} before any trial started; "
+                       f"nothing to resume: start it again under a new --name", err=True)
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:  # a second signal: stopped at once, without Tune's last snapshot
+        click.echo(f"[orch] sweep {request.name} stopped at once; --resume continues it from Tune's "
+                   "last snapshot", err=True)
+        sys.exit(128 + (received() or 2))
 
 
 def _resumed(ctx: click.Context) -> tuple[dict[str, Any], Any]:

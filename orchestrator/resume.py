@@ -1,12 +1,13 @@
-"""Continuing a sweep whose driver died (`orch sweep ... --name X --resume`).
+"""Continuing a sweep whose driver was interrupted or died (`orch sweep ... --name X --resume`).
 
 What a sweep needs to continue lives in its folder: `sweep.json` (the command's settings and its
 MLflow parent run), `optuna.db` (the Optuna study, also for reports) and the Parquet files; Tune's
 own state lives in the experiment folder on --storage. Tune restores the trials and the searcher;
 this module restores the rest and afterwards reconciles the records, because the driver can die
 between Tune's last snapshot and the MLflow/Parquet/Optuna writes that followed it:
-- a trial started after the snapshot is unknown to the restored Tune ("lost"): its MLflow run is
-  tagged and deleted (recoverable with `mlflow runs restore`), its Optuna trial marked FAIL;
+- a trial started after the snapshot is unknown to the restored Tune ("lost"; only a driver that
+  died at once leaves one, see interrupt.py): its MLflow run is tagged with what happened and
+  deleted (recoverable with `mlflow runs restore`), its Optuna trial marked FAIL;
 - a run whose final status never reached MLflow gets the status of its Parquet row;
 - Parquet rows written while MLflow was unreachable get their run id.
 """
@@ -23,6 +24,11 @@ SWEEP_FILE = "sweep.json"
 STUDY_FILE = "optuna.db"
 # Flags that may differ when resuming: where things are, not what the sweep is.
 RESUME_MAY_CHANGE = {"resume", "name", "results_dir", "address"}
+# Why a run is deleted: a sweep stopped by a signal snapshots every trial first (interrupt.py),
+# so only a driver that died at once (SIGKILL, out of memory, a lost machine) leaves such runs.
+LOST = ("Tune's saved state holds no such trial: the trial started after Tune's last snapshot and "
+        "the driver was killed before the next one (SIGKILL, out of memory, a lost machine); "
+        "its training is lost and Optuna's next suggestion ran in its place")
 MLFLOW_STATUS = {"FINISHED": "FINISHED", "FAILED": "FAILED", "STOPPED": "KILLED"}
 
 
@@ -99,8 +105,7 @@ def reconcile(client, experiment_id: str, parent_run_id: str, sweep_dir: Path) -
     notes = []
     for trial_id, run in runs.items():
         if trial_id not in rows:
-            client.set_tag(run.info.run_id, "orch.lost",
-                           "started after Tune's last snapshot before the driver died; rerun as a new trial")
+            client.set_tag(run.info.run_id, "orch.lost", LOST)
             client.set_terminated(run.info.run_id, "KILLED")
             client.delete_run(run.info.run_id)
             notes.append(f"deleted MLflow run {run.info.run_id} of lost trial {trial_id}")

@@ -11,9 +11,11 @@ from typing import Any, TextIO
 import click
 from mlflow.entities import Metric, Param, RunTag
 
-from orchestrator import parquet
+from orchestrator import parquet, store
 from orchestrator.callbacks import MlflowLogger, ParquetRecorder, SweepInfo
 from orchestrator.cluster import concurrency
+from orchestrator.interrupt import StopForwarder, StopWatch, SweepInterrupted, end_interrupted_runs
+from orchestrator.interrupt import received as stop_signal
 from orchestrator.resilient_mlflow import BufferedMlflow, bound_http_retries, is_transient, report_unlogged
 from orchestrator.resume import SavedSweep, reconcile, save_sweep, study_uri
 from orchestrator.search import first_points, search_space
@@ -100,23 +102,41 @@ def run_sweep(request: SweepRequest, out: TextIO | None = None) -> list[dict[str
     # orch prints where its results are; MLflow's own "View run" links would repeat it per trial.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     bound_http_retries()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Both take seconds and mostly wait: a new SQLite store runs MLflow's migrations, Ray
-        # starts its processes. Overlapped, they cost the longer of the two, not the sum.
-        opening = pool.submit(_open_records, request)
-        _start_ray(request)
-        mlflow, experiment_id, parent_id = opening.result()
-    tuner = _restored_tuner(request) if request.resume else _new_tuner(request, experiment_id, parent_id, out)
-    status = "FAILED"
-    try:
-        tuner.fit()
-        status = "FINISHED"
-        _reconcile(mlflow, experiment_id, parent_id, request.sweep_dir)
-    finally:
-        _close_parent(mlflow, parent_id, request.sweep_dir, status)
-        report_unlogged(mlflow.close())
+    with StopWatch() as watch:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # Both take seconds and mostly wait: a new SQLite store runs MLflow's migrations, Ray
+            # starts its processes. Overlapped, they cost the longer of the two, not the sum.
+            opening = pool.submit(_open_records, request)
+            _start_ray(request)
+            watch.install()  # ray.init set its own SIGTERM handler
+            mlflow, experiment_id, parent_id = opening.result()
+        tune_state = request.resume is not None  # whether Tune holds a state to resume from
+        status = "FAILED"
+        try:
+            if stop_signal() is None:  # a signal during the setup: no trial has started
+                tuner = (_restored_tuner(request) if request.resume
+                         else _new_tuner(request, experiment_id, parent_id, out))
+                tune_state = True
+                tuner.fit()
+            if stop_signal() is None:
+                status = "FINISHED"
+                _reconcile(mlflow, experiment_id, parent_id, request.sweep_dir)
+            else:
+                _note_interrupted(mlflow, experiment_id, parent_id)
+        finally:
+            # A second signal (KeyboardInterrupt) skips the rest, but the parent stays resumable.
+            _close_parent(mlflow, parent_id, request.sweep_dir, "INTERRUPTED" if stop_signal() else status)
+            report_unlogged(mlflow.close())
+    if stop_signal() is not None:
+        raise SweepInterrupted(stop_signal(), resumable=tune_state)
     trials_path = request.sweep_dir / parquet.TRIALS_FILE
     return parquet.read_rows(trials_path) if trials_path.exists() else []
+
+
+def _note_interrupted(mlflow: BufferedMlflow, experiment_id: str, parent_id: str) -> None:
+    ended = end_interrupted_runs(mlflow, experiment_id, parent_id)
+    click.echo(f"[orch] stopped: {ended} trial(s) in flight kept in MLflow as KILLED "
+               "(tag orch.status=INTERRUPTED), to continue from their last checkpoints", err=True)
 
 
 def _start_ray(request: SweepRequest) -> None:
@@ -131,6 +151,7 @@ def _start_ray(request: SweepRequest) -> None:
 
 
 def _open_records(request: SweepRequest) -> tuple[BufferedMlflow, str, str]:
+    store.create_store(request.tracking_uri)  # once, under a lock: sweeps started together all run
     mlflow = BufferedMlflow(request.tracking_uri)
     return (mlflow, *_open_parent(mlflow, request))
 
@@ -143,7 +164,7 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
         return request.resume.experiment_id, request.resume.parent_run_id
     request.sweep_dir.mkdir(parents=True)
     client = mlflow.client
-    experiment_id = _experiment_id(client, experiment_name(request.base["dataset"]))
+    experiment_id = _experiment_id(client, request.tracking_uri, experiment_name(request.base["dataset"]))
     parent = client.create_run(experiment_id, run_name=request.name, tags={
         "sweep": request.name, "method": request.method, "dataset": request.base["dataset"],
         "model": request.base["model"], "objective": request.objective,
@@ -208,7 +229,7 @@ def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: T
         run_config=tune.RunConfig(
             name=request.name,
             storage_path=request.storage_path,
-            callbacks=[*callbacks, JsonLoggerCallback()],
+            callbacks=[*callbacks, JsonLoggerCallback(), StopForwarder()],
             failure_config=tune.FailureConfig(max_failures=request.max_failures),
             # Tune snapshots the experiment after every num_to_keep checkpoints of a trial: with 1,
             # a driver that dies loses at most the training since a trial's last checkpoint
@@ -252,11 +273,12 @@ def _reconcile(mlflow: BufferedMlflow, experiment_id: str, parent_id: str, sweep
         click.echo(f"[orch] reconcile: {note}", err=True)
 
 
-def _experiment_id(client, name: str) -> str:
-    """The experiment, created when new, and tagged (again, for experiments older orch versions
-    made) as model training so that MLflow's UI opens its runs, not its GenAI view."""
+def _experiment_id(client, tracking_uri: str, name: str) -> str:
+    """The experiment, created when new (artifacts beside a SQLite store; see store.py), and
+    tagged (again, for experiments older orch versions made) as model training so that MLflow's
+    UI opens its runs, not its GenAI view."""
     experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    experiment_id = experiment.experiment_id if experiment else store.create_experiment(client, tracking_uri, name)
     if experiment is None or experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
     return experiment_id
@@ -267,7 +289,9 @@ def _params(values: dict[str, Any]):
 
 
 def _close_parent(client: BufferedMlflow, parent_id: str, sweep_dir: Path, status: str) -> None:
-    """The parent run carries the sweep's Parquet files, its summary plots and its best trial."""
+    """The parent run carries the sweep's Parquet files, its summary plots and its best trial.
+    `status`: FINISHED, FAILED or INTERRUPTED (MLflow's KILLED: --resume continues it), also as
+    the tag orch.status."""
     for name in (parquet.CURVES_FILE, parquet.TRIALS_FILE):
         if (sweep_dir / name).exists():
             client.log_artifact(parent_id, str(sweep_dir / name))
@@ -279,7 +303,8 @@ def _close_parent(client: BufferedMlflow, parent_id: str, sweep_dir: Path, statu
         client.log_batch(parent_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0)
                                              for k, v in best["metrics"].items()],
                          tags=[RunTag(k, v) for k, v in best["tags"].items()])
-    client.set_terminated(parent_id, status)
+    client.set_tag(parent_id, "orch.status", status)
+    client.set_terminated(parent_id, "KILLED" if status == "INTERRUPTED" else status)
 
 
 def _log_summary_figures(client: BufferedMlflow, parent_id: str, sweep_dir: Path) -> None:

@@ -1,0 +1,62 @@
+"""The MLflow tracking store a sweep writes to: created once, under a lock, and its artifacts
+kept beside it.
+
+Creating a SQLite store runs MLflow's schema migrations (alembic); two processes doing that at
+once on a new file fail (`table _alembic_tmp_experiments already exists`). Sweeps started together
+(a shell loop, a job array) therefore create the store one at a time, under a file lock beside
+the database; once its tables exist, MLflow opens it without migrating. Their first runs may
+also create the same experiment at once: the loser reads the winner's.
+
+Artifacts: MLflow's default for a database store is `./mlruns` of whatever folder the command
+runs from. A new experiment of a SQLite store gets `mlartifacts/<experiment>` next to the
+database instead; a tracking server keeps its own artifact root, a folder store its own folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# filelock comes with torch (one of its dependencies), so it is always installed with orch.
+from filelock import FileLock
+
+ARTIFACTS_DIR = "mlartifacts"
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a SQLite tracking URI; None for any other store."""
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        return None
+    return Path(tracking_uri[len(SQLITE_PREFIX):])
+
+
+def create_store(tracking_uri: str) -> None:
+    """Create (migrate) a SQLite store while holding `<db>.lock`; a no-op for other stores and
+    for a store that exists."""
+    from mlflow.tracking import MlflowClient
+
+    db = sqlite_file(tracking_uri)
+    if db is None:
+        return
+    with FileLock(f"{db}.lock"):
+        MlflowClient(tracking_uri).search_experiments(max_results=1)  # opening migrates a new file
+
+
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: beside a SQLite database; None lets the store
+    decide (a server's artifact root, a folder store's own folder)."""
+    db = sqlite_file(tracking_uri)
+    return (db.resolve().parent / ARTIFACTS_DIR / experiment).as_uri() if db is not None else None
+
+
+def create_experiment(client, tracking_uri: str, name: str) -> str:
+    """Create experiment `name` and return its id; if another sweep created it a moment ago,
+    return that one's."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(tracking_uri, name))
+    except MlflowException as error:
+        if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+        return client.get_experiment_by_name(name).experiment_id

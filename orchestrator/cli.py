@@ -454,10 +454,13 @@ def compare(sweep_dirs: tuple[str, ...]) -> None:
 @click.argument("config", default="cluster.yaml", type=click.Path(dir_okay=False))
 def validate_cluster(config: str) -> None:
     """Check a Ray cluster-launcher YAML offline, as `ray up` would: the schema inside the ray
-    package and Ray's own config validation. Exit code 2 and one line per problem if invalid."""
+    package and Ray's own config validation. Exit code 2 and one line per problem if invalid;
+    a warning line for what an AWS config leaves open (SSH from anywhere, default roles)."""
     from orchestrator.cluster_config import validate_cluster_file
 
     verdict = validate_cluster_file(Path(config))
+    for warning in verdict.warnings:
+        click.echo(f"orch: warning: {config}: {warning}", err=True)
     for problem in verdict.problems:
         click.echo(f"orch: error: {config}: {problem}", err=True)
     if verdict.problems:

@@ -10,15 +10,22 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+# cluster.yaml's security group id until the user puts cluster-aws.yaml's output there.
+PLACEHOLDER_GROUP = "sg-00000000000000000"
+WORLD = ("0.0.0.0/0", "::/0")
+SSH_PORT = 22
 
 
 @dataclass(frozen=True)
 class Verdict:
     problems: list[str]
     summary: str  # what the config describes; empty if there are problems
+    warnings: list[str] = field(default_factory=list)  # valid, but exposed (see security_warnings)
 
 
 def validate_cluster_file(path: Path) -> Verdict:
@@ -33,7 +40,9 @@ def validate_cluster_file(path: Path) -> Verdict:
     if not isinstance(config, dict):
         return Verdict(["the file must hold a mapping of launcher settings (cluster_name, provider, ...)"], "")
     problems = schema_problems(config) or ray_problems(config)
-    return Verdict(problems, "" if problems else summarise(config))
+    if problems:  # what is wrong first; what is exposed once the file is valid
+        return Verdict(problems, "")
+    return Verdict([], summarise(config), security_warnings(config))
 
 
 def schema_problems(config: dict[str, Any]) -> list[str]:
@@ -63,6 +72,44 @@ def ray_problems(config: dict[str, Any]) -> list[str]:
     finally:
         util_logger.setLevel(level)
     return []
+
+
+def security_warnings(config: dict[str, Any]) -> list[str]:
+    """What an AWS config leaves open: SSH from anywhere (a rule of its own, or Ray's default
+    security group, which Ray creates for a node type without SecurityGroupIds), a security
+    group id still the placeholder, or a node type left to Ray's default instance profile."""
+    if config.get("provider", {}).get("type") != "aws":
+        return []
+    warnings = [f"provider.security_group.IpPermissions: SSH (port {SSH_PORT}) is open to {cidr}; "
+                "allow only your own address range"
+                for rule in config["provider"].get("security_group", {}).get("IpPermissions", [])
+                if _covers_ssh(rule) for cidr in _world_ranges(rule)]
+    for name, node_type in config.get("available_node_types", {}).items():
+        node_config = node_type.get("node_config", {})
+        where = f"available_node_types.{name}.node_config"
+        groups = node_config.get("SecurityGroupIds")
+        if not groups and "NetworkInterfaces" not in node_config:
+            warnings.append(f"{where}: no SecurityGroupIds, so Ray creates its default security group, "
+                            "with SSH open to 0.0.0.0/0; use cluster-aws.yaml's group")
+        elif PLACEHOLDER_GROUP in (groups or []):
+            warnings.append(f"{where}.SecurityGroupIds: {PLACEHOLDER_GROUP} is a placeholder; put the "
+                            "SecurityGroupId output of cluster-aws.yaml there")
+        if "IamInstanceProfile" not in node_config:
+            warnings.append(f"{where}: no IamInstanceProfile, so Ray's default applies (on the head: "
+                            "EC2-full and S3-full access); use cluster-aws.yaml's profiles")
+    return warnings
+
+
+def _covers_ssh(rule: dict[str, Any]) -> bool:
+    if str(rule.get("IpProtocol", "")) == "-1":  # every protocol and port
+        return True
+    return rule.get("FromPort", 0) <= SSH_PORT <= rule.get("ToPort", 65535)
+
+
+def _world_ranges(rule: dict[str, Any]) -> list[str]:
+    ranges = [r.get("CidrIp") for r in rule.get("IpRanges", [])] + [
+        r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])]
+    return [cidr for cidr in ranges if cidr in WORLD]
 
 
 def summarise(config: dict[str, Any]) -> str:

@@ -83,3 +83,85 @@ def test_orch_validate_cluster_reports_unreadable_files(tmp_path):
     assert result.exit_code == 2 and "not valid YAML" in result.stderr
     missing = CliRunner().invoke(main, ["validate-cluster", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
+
+
+AWS_RESOURCES = CLUSTER_YAML.parent / "cluster-aws.yaml"
+
+
+def test_nodes_use_a_security_group_and_least_privilege_profiles_from_cluster_aws_yaml():
+    nodes = _config()["available_node_types"]
+    resources = yaml.safe_load(AWS_RESOURCES.read_text())["Resources"]
+    profiles = {r["Properties"]["InstanceProfileName"]: r["Properties"]["Roles"][0]["Ref"]
+                for r in resources.values() if r["Type"] == "AWS::IAM::InstanceProfile"}
+    assert nodes["head"]["node_config"]["IamInstanceProfile"] == {"Name": "orch-head"}
+    assert nodes["gpu_worker"]["node_config"]["IamInstanceProfile"] == {"Name": "orch-worker"}
+    assert set(profiles) == {"orch-head", "orch-worker"}
+    assert all(n["node_config"]["SecurityGroupIds"] for n in nodes.values())
+
+    group = resources["ClusterGroup"]["Properties"]
+    [ssh] = group["SecurityGroupIngress"]  # from outside: SSH only, from the CIDR the user sets
+    assert (ssh["FromPort"], ssh["ToPort"], ssh["CidrIp"]) == (22, 22, {"Ref": "SshCidr"})
+    [members] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"]
+    assert members["SourceSecurityGroupId"] == members["GroupId"] == {"Fn::GetAtt": ["ClusterGroup", "GroupId"]}
+
+    statements = _permissions(resources)
+    assert not [a for s in statements for a in _actions(s) if a.endswith("*")]  # no ec2:*, s3:*
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in _actions(s))]
+    assert sorted(s["Resource"]["Fn::Sub"] for s in s3) == ["arn:aws:s3:::${Bucket}", "arn:aws:s3:::${Bucket}/*"]
+    [terminate] = [s for s in statements if s["Action"] == "ec2:TerminateInstances"]
+    assert terminate["Condition"] == {"StringEquals": {"ec2:ResourceTag/ray-cluster-name": _config()["cluster_name"]}}
+
+
+def _permissions(resources):
+    """Every Allow statement of the template's policies (not the roles' trust policies)."""
+    documents = [r["Properties"]["PolicyDocument"] for r in resources.values() if r["Type"] == "AWS::IAM::ManagedPolicy"]
+    documents += [p["PolicyDocument"] for r in resources.values() if r["Type"] == "AWS::IAM::Role"
+                  for p in r["Properties"].get("Policies", [])]
+    return [s for d in documents for s in d["Statement"]]
+
+
+def _actions(statement):
+    return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+
+
+def _ssh_from_anywhere(config):
+    config["provider"]["security_group"] = {"GroupName": "open", "IpPermissions": [
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}
+
+
+def _ray_default_group(config):
+    del config["available_node_types"]["gpu_worker"]["node_config"]["SecurityGroupIds"]
+
+
+def _ray_default_role(config):
+    del config["available_node_types"]["head"]["node_config"]["IamInstanceProfile"]
+
+
+@pytest.mark.parametrize("open_it, expected", [
+    (_ssh_from_anywhere, "provider.security_group.IpPermissions: SSH (port 22) is open to 0.0.0.0/0"),
+    (_ray_default_group, "available_node_types.gpu_worker.node_config: no SecurityGroupIds, so Ray creates "
+                         "its default security group, with SSH open to 0.0.0.0/0"),
+    (_ray_default_role, "available_node_types.head.node_config: no IamInstanceProfile, so Ray's default "
+                        "applies (on the head: EC2-full and S3-full access)"),
+])
+def test_orch_validate_cluster_warns_about_what_is_left_open(tmp_path, open_it, expected):
+    config = _config()
+    for node_type in config["available_node_types"].values():  # as a user fills it in
+        node_type["node_config"]["SecurityGroupIds"] = ["sg-0123456789abcdef0"]
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    filled = CliRunner().invoke(main, ["validate-cluster", str(path)])
+    assert filled.exit_code == 0 and filled.stderr == "", filled.stderr
+    open_it(config)
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(main, ["validate-cluster", str(path)])
+    assert result.exit_code == 0 and "valid Ray cluster config" in result.stdout
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(f"orch: warning: {path}: {expected}"), result.stderr
+
+
+def test_orch_validate_cluster_warns_while_the_group_id_is_the_placeholder():
+    result = CliRunner().invoke(main, ["validate-cluster", str(CLUSTER_YAML)])
+    warnings = result.stderr.strip().splitlines()
+    assert result.exit_code == 0 and len(warnings) == 2
+    assert all("sg-00000000000000000 is a placeholder" in w for w in warnings)

@@ -171,11 +171,14 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
     """Every check that can fail runs here, before anything is written or a trial runs. A local
     Ray is started later (by run_sweep); a cluster given by --address is connected to here, to
     check what it has."""
+    import torch
+
     from search_spaces import SPACES
     from trainables.config import ConfigError, TrialConfig
     from trainables.data import DATASETS, DatasetUnavailable, load_dataset
     from trainables.methods import METHODS
     from trainables.models import MODELS
+    from trainables.trial import build_method
 
     from orchestrator.preconditions import (
         PreconditionFailed, check_data_dir, check_local_storage, check_output_folder,
@@ -234,9 +237,12 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
             "eval_profile": eval_profile, "eval_examples": eval_examples, "compile": compile_model,
             "final_checkpoint": final_checkpoint,
         }).to_flat()
-        TrialConfig.from_flat({**base, **fixed})  # --set values that a method rejects fail here
+        fixed_config = TrialConfig.from_flat({**base, **fixed})  # a method's dataclass refuses here
         check_tracking_uri(tracking_uri)
         data = load_dataset(TrialConfig.from_flat(base).data)  # offline downloads fail here, once
+        # What a method's constructor refuses (an unknown optimizer, ATLD's smoothing for this
+        # many classes) fails here, once, rather than in every trial: built on the CPU and dropped.
+        build_method(fixed_config, data, torch.device("cpu"))
     except (ConfigError, ValueError, TrackingUnreachable, DatasetUnavailable) as error:
         raise BadInput(str(error)) from None
     address, gpus, storage, where = _placement(address, gpus, gpus_per_trial, cpus_per_trial,

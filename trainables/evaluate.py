@@ -21,16 +21,16 @@ non-robust at every ε anyway (the adversary may return x itself).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Collection, Mapping
+from dataclasses import dataclass, replace
+from typing import Collection, Mapping
 
 import torch
 from torch import nn
 
 from trainables.attacks import (
     ATTACKS,
-    THREAT_MODELS,
     AttackSettings,
+    ball_excess,
     ce_loss,
     correct,
     eval_mode,
@@ -38,10 +38,8 @@ from trainables.attacks import (
 )
 from trainables.config import EvalConfig
 from trainables.data import Split
+from trainables.protocol import CurvePoint, Protocol_
 from trainables.sanity import LARGE_EPS, Measurements, Paired, sanity_checks
-
-if TYPE_CHECKING:
-    from trainables.trial import Protocol_
 
 PROFILES = ("quick", "standard", "full")
 GRID_ATTACKS = {
@@ -50,21 +48,6 @@ GRID_ATTACKS = {
     "full": ("fgsm", "pgd", "cw", "mim", "square", "transfer", "pgd-l2"),
 }
 EVAL_SEED = 0  # every trial is attacked with the same random starts
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    attack: str  # an ATTACKS name, "clean", or "worst"
-    norm: str  # "Linf" | "L2" | "none" (clean)
-    eps: float  # in the norm's units, [0, 1] pixel scale
-    steps: int
-    restarts: int
-    n_examples: int
-    accuracy: float
-    path: str = "predict"  # the inference path attacked: "predict" (full) or "base" (method.model)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -97,7 +80,7 @@ def pgd_accuracy(net: nn.Module, split: Split, eps: float, steps: int,
     return _Attacker(net, net, settings, batch_size).accuracy(Job("pgd", eps), split)
 
 
-def evaluate_trial(method: nn.Module, test_split: Split, protocol: "Protocol_",
+def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
                    eval_cfg: EvalConfig, family: str,
                    surrogate: nn.Module | None = None) -> Evaluation:
     """The final evaluation of a trial on `eval_examples` test points: the profile's curve, the
@@ -212,14 +195,6 @@ def worst_at(points: list[CurvePoint], eps: float) -> float:
     """The worst-case accuracy of a curve at ε (the point closest to it)."""
     worst = [p for p in points if p.attack == "worst"]
     return min(worst, key=lambda p: abs(p.eps - eps)).accuracy
-
-
-def ball_excess(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
-    """How far x_adv lies outside the ε-ball around x or the [0, 1] box (0 inside), over the
-    worst example."""
-    distance = THREAT_MODELS[norm](eps).distance(x_adv, x)
-    outside_box = (x_adv - x_adv.clamp(0.0, 1.0)).abs().flatten(1).amax(1)
-    return torch.maximum(distance - eps, outside_box).clamp(min=0.0).max()
 
 
 class _Attacker:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import torch
 
-if TYPE_CHECKING:
-    from trainables.evaluate import CurvePoint
+from trainables.protocol import CurvePoint
 
 # Accuracy differences up to TOL (a fraction of the examples) count as noise from random starts.
 TOL = 0.03
@@ -90,7 +89,7 @@ class Measurements:
     ball_excess: float | None = None  # max distance of any x_adv outside its ε-ball or [0, 1]
 
 
-def sanity_checks(curve: list["CurvePoint"], m: Measurements) -> dict[str, bool | None]:
+def sanity_checks(curve: list[CurvePoint], m: Measurements) -> dict[str, bool | None]:
     flags: dict[str, bool | None] = {
         "eps0_equals_clean": _eps0_equals_clean(m),
         "monotone_in_eps": _monotone_in_eps(curve, m),
@@ -125,7 +124,7 @@ def _eps0_equals_clean(m: Measurements) -> bool | None:
                         for acc in m.eps0_acc.values())
 
 
-def _monotone_in_eps(curve: list["CurvePoint"], m: Measurements) -> bool | None:
+def _monotone_in_eps(curve: list[CurvePoint], m: Measurements) -> bool | None:
     """Per (attack, norm, path) series, the worst case and the sanity subset's PGD series:
     accuracy never rises with ε (by more than TOL), starting from the clean accuracy."""
     clean = [p.accuracy for p in curve if p.attack == "clean"]
@@ -144,7 +143,7 @@ def _monotone_in_eps(curve: list["CurvePoint"], m: Measurements) -> bool | None:
     return _all_or_none(checks)
 
 
-def _pgd_le_fgsm(curve: list["CurvePoint"]) -> bool | None:
+def _pgd_le_fgsm(curve: list[CurvePoint]) -> bool | None:
     """At every ε, PGD (many steps) does at least as well as FGSM (one)."""
     fgsm = {(p.eps, p.path): p.accuracy for p in curve if p.attack == "fgsm"}
     return _all_or_none(_at_most(p.accuracy, fgsm[(p.eps, p.path)] + TOL)

@@ -15,11 +15,12 @@ import torch
 
 from trainables.augment import crop_and_flip
 from trainables.config import TrialConfig
-from trainables.data import Dataset, ResidentSplit, eps_protocol, load_dataset
-from trainables.evaluate import CurvePoint, accuracy, evaluate_trial, pgd_accuracy
+from trainables.data import Dataset, ResidentSplit, load_dataset
+from trainables.evaluate import accuracy, evaluate_trial, pgd_accuracy
 from trainables.final_weights import BestEpoch, collapsed
 from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
+from trainables.protocol import CurvePoint, Protocol_, resolve_protocol
 
 
 class Reporter(Protocol):
@@ -45,26 +46,6 @@ class TrialResult:
     final_checkpoint: str = "last"  # which weights were evaluated: last | best (on validation)
     evaluated_epoch: int = 0  # the epoch whose weights were evaluated
     collapsed: bool = False  # validation clean accuracy collapsed (trainables.final_weights)
-
-
-@dataclass(frozen=True)
-class Protocol_:
-    """The ε values a trial uses, with the dataset family's defaults filled in."""
-
-    target_eps: float
-    train_eps: float
-    eps_grid: tuple[float, ...]
-
-
-def resolve_protocol(config: TrialConfig, family: str) -> Protocol_:
-    """The config's ε values, the dataset's protocol (else its family's) where they are unset."""
-    standard = eps_protocol(config.data.dataset, family)
-    target = config.eval.target_eps if config.eval.target_eps is not None else standard.target_eps
-    train_eps = config.attack.train_eps if config.attack.train_eps is not None else target
-    grid = config.eval.eps_grid or standard.eps_grid
-    if not any(math.isclose(e, target) for e in grid):
-        grid = tuple(sorted((*grid, target)))  # the headline ε must be on the curve
-    return Protocol_(target, train_eps, tuple(e for e in grid if e > 0))
 
 
 def pick_device(requested: str) -> torch.device:

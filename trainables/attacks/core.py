@@ -106,6 +106,14 @@ class L2Ball:
 THREAT_MODELS: dict[str, Callable[[float], ThreatModel]] = {"Linf": LinfBall, "L2": L2Ball}
 
 
+def ball_excess(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+    """How far x_adv lies outside the ε-ball around x or the [0, 1] box (0 inside), over the
+    worst example."""
+    distance = THREAT_MODELS[norm](eps).distance(x_adv, x)
+    outside_box = (x_adv - x_adv.clamp(0.0, 1.0)).abs().flatten(1).amax(1)
+    return torch.maximum(distance - eps, outside_box).clamp(min=0.0).max()
+
+
 @contextlib.contextmanager
 def eval_mode(*modules: nn.Module) -> Iterator[None]:
     """Put modules in eval mode (BatchNorm uses running stats, dropout off), then restore."""

@@ -256,3 +256,65 @@ def test_profiles_plan_their_attacks():
     assert [j.eps for j in l2_jobs] == [0.2, 0.6]
     adaptive = plan("standard", grid, 0.3, changes_inference=True)
     assert {j.path for j in adaptive if j.attack == "autoattack"} == {"predict", "base"}
+
+
+class Ridge(nn.Module):
+    """One input pixel x; class 1 ("fooled") only on a narrow ridge 0.4 < x < 0.6, and the loss
+    of class 0 rises towards the ridge's top at 0.5. Signed steps of 0.15 from 0.3 go 0.45
+    (fooled), 0.6 (not), 0.45, 0.6: the last iterate is worse than an earlier one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ridge = 0.5 - 50 * (x.flatten(1)[:, :1] - 0.5) ** 2
+        return torch.cat([torch.zeros_like(ridge), ridge], dim=1)
+
+
+def test_pgd_returns_the_best_iterate_not_the_last():
+    x, y = torch.full((2, 1), 0.3), torch.zeros(2, dtype=torch.long)
+    settings = dict(eps=0.5, steps=4, step_size=0.15, random_start=False)
+    last = pgd(Ridge(), x, y, keep_best=False, **settings)
+    best = pgd(Ridge(), x, y, **settings)
+    assert last.flatten().tolist() == pytest.approx([0.6, 0.6])
+    assert correct(Ridge(), last, y).all()
+    assert best.flatten().tolist() == pytest.approx([0.45, 0.45])
+    assert not correct(Ridge(), best, y).any()
+    two_restarts = pgd(Ridge(), x, y, restarts=2, **settings)
+    assert not correct(Ridge(), two_restarts, y).any()
+
+
+class Purified(nn.Module):
+    """An IMT-like defense: predict first takes one signed step of 0.2 away from mid-grey and
+    clamps to [0, 1], as ATLD's IMT steps towards its manifold. Kept in the autograd graph, the
+    clamp gives every pixel that lands on 0 or 1 (most of a digit's background) a zero gradient;
+    with `straight_through` the step has the identity backward (BPDA), as ATLD's predict."""
+
+    changes_inference = True
+
+    def __init__(self, model: nn.Module, straight_through: bool):
+        super().__init__()
+        self.model = model
+        self.purify = bpda(self._step) if straight_through else self._step
+
+    @staticmethod
+    def _step(x: torch.Tensor) -> torch.Tensor:
+        return (x + 0.2 * (x - 0.5).sign()).clamp(0.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.purify(x))
+
+
+def test_attack_through_an_imt_like_predict_is_at_least_the_base_transfer(digits, standard):
+    """PGD through predict (BPDA over the purification) fools at least as many points as PGD
+    crafted on the base model and scored on predict (the transfer the papers report), within a
+    sign test's noise; the purification kept in the graph is what ATLD's old predict did, and is
+    the weaker attack."""
+    x, y = digits.test.x[:200], digits.test.y[:200]
+    defended = Purified(standard.model, straight_through=True)
+    in_graph = Purified(standard.model, straight_through=False)
+    torch.manual_seed(0)
+    through = correct(defended, pgd(defended, x, y, 0.2, 20), y)
+    transfer = correct(defended, pgd(standard.model, x, y, 0.2, 20), y)
+    masked = correct(defended, pgd(in_graph, x, y, 0.2, 20), y)
+    only_transfer, only_through = int((through & ~transfer).sum()), int((transfer & ~through).sum())
+    assert only_transfer - only_through <= 2 * (only_transfer + only_through) ** 0.5
+    assert input_grad(in_graph, ce_loss, x, y).eq(0).float().mean() > 0.3
+    assert masked.float().mean() > through.float().mean() + 0.05

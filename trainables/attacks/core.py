@@ -7,6 +7,7 @@ parameters' `.grad` are never touched, and run the model in eval mode, restoring
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 import torch
@@ -133,18 +134,54 @@ def input_grad(net: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
 
     With eot > 1 (Expectation over Transformation, Athalye et al. 2018) the gradient is averaged
     over `eot` forward passes: for a randomised defense this estimates ∇_x E[loss]."""
+    return _probe(net, loss_fn, x, y, eot).grad
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What one gradient evaluation at x learns: per-example loss and misclassification (both
+    averaged over the EOT samples: the logits are) and ∇_x of the summed loss."""
+
+    loss: torch.Tensor
+    fooled: torch.Tensor
+    grad: torch.Tensor
+
+
+def _probe(net: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
+           eot: int) -> _Probe:
     x = x.detach().requires_grad_(True)
-    grad = torch.zeros_like(x)
+    grad, logits = torch.zeros_like(x), 0.0
     for _ in range(eot):
         with torch.enable_grad():
-            loss = loss_fn(net(x), y).sum()
+            sample = net(x)
+            loss = loss_fn(sample, y).sum()
             # A defense that cuts x out of the graph (a hard threshold) has a zero gradient:
             # return it as such, for the attack to fail and the sanity checks to see it.
             if loss.requires_grad:
                 (step_grad,) = torch.autograd.grad(loss, x, allow_unused=True)
                 if step_grad is not None:
                     grad += step_grad
-    return grad / eot
+        logits = logits + sample.detach()
+    logits = logits / eot
+    return _Probe(loss_fn(logits, y), logits.argmax(1) != y, grad / eot)
+
+
+class _BestIterate:
+    """Per example, the best point an attack has visited: a misclassified one over a correctly
+    classified one, then the one with the higher loss. The last iterate of PGD is not it: a
+    fixed step size overshoots and oscillates, so a point fooled at step 7 may be classified
+    correctly again at step 20."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x.detach().clone()
+        self.fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        self.loss = torch.full((len(x),), float("-inf"), device=x.device)
+
+    def offer(self, x: torch.Tensor, loss: torch.Tensor, fooled: torch.Tensor) -> None:
+        better = (fooled & ~self.fooled) | ((fooled == self.fooled) & (loss > self.loss))
+        self.x[better] = x[better].detach()
+        self.fooled = self.fooled | fooled
+        self.loss = torch.where(better, loss, self.loss)
 
 
 class _IdentityBackward(torch.autograd.Function):
@@ -183,12 +220,14 @@ def fgsm(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 def pgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
         step_size: float | None = None, restarts: int = 1, random_start: bool = True,
-        loss_fn: LossFn = ce_loss, eot: int = 1) -> torch.Tensor:
-    """PGD-L∞ maximising loss_fn. With several restarts (run as one batch), keeps per example the
-    restart with the highest final loss. step_size None: 2.5 * eps / steps (Madry et al.). `net`
-    runs in eval mode and gets its mode back."""
+        loss_fn: LossFn = ce_loss, eot: int = 1, keep_best: bool = True) -> torch.Tensor:
+    """PGD-L∞ maximising loss_fn. Per example it returns the best iterate of every step and
+    restart (restarts run as one batch; see `_BestIterate`), or with keep_best=False the last
+    iterate of the best restart (Madry et al.'s training adversary: no extra forward pass).
+    step_size None: 2.5 * eps / steps (Madry et al.). `net` runs in eval mode and gets its mode
+    back."""
     return pgd_ball(net, x, y, LinfBall(eps), steps, step_size, restarts, random_start, loss_fn,
-                    eot)
+                    eot, keep_best)
 
 
 def pgd_l2(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
@@ -200,40 +239,66 @@ def pgd_l2(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: 
 
 def pgd_ball(net: nn.Module, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel, steps: int,
              step_size: float | None = None, restarts: int = 1, random_start: bool = True,
-             loss_fn: LossFn = ce_loss, eot: int = 1) -> torch.Tensor:
-    """PGD in any threat model; see `pgd`."""
+             loss_fn: LossFn = ce_loss, eot: int = 1, keep_best: bool = True) -> torch.Tensor:
+    """PGD in any threat model, all restarts as one batch of restarts·N examples; see `pgd`."""
     if ball.eps == 0 or steps == 0:
         return x.detach().clone()
     alpha = step_size if step_size is not None else 2.5 * ball.eps / steps
-    with eval_mode(net):
-        if restarts == 1:
-            start = ball.random_init(x) if random_start else x.detach().clone()
-            return ascend(net, x, y, ball, start, steps, alpha, loss_fn, eot=eot)
-        return _best_restart(net, x, y, ball, steps, alpha, restarts, random_start, loss_fn, eot)
-
-
-def _best_restart(net: nn.Module, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel, steps: int,
-                  alpha: float, restarts: int, random_start: bool, loss_fn: LossFn,
-                  eot: int) -> torch.Tensor:
-    """All restarts as one batch of restarts·N examples; per example the highest-loss restart."""
     n = len(x)
     x_rep = x.repeat(restarts, *[1] * (x.dim() - 1))
     y_rep = y.repeat(restarts, *[1] * (y.dim() - 1))
-    start = ball.random_init(x_rep) if random_start else x_rep.detach().clone()
-    x_adv = ascend(net, x_rep, y_rep, ball, start, steps, alpha, loss_fn, eot=eot)
-    with torch.no_grad():
-        best = loss_fn(net(x_adv), y_rep).view(restarts, n).argmax(0)
-    return x_adv.view(restarts, n, *x.shape[1:])[best, torch.arange(n, device=x.device)]
+    with eval_mode(net):
+        start = ball.random_init(x_rep) if random_start else x_rep.detach().clone()
+        best = _BestIterate(start)
+        last = _ascend(net, x_rep, y_rep, ball, start, steps, alpha, loss_fn, 0.0, eot,
+                       best if keep_best else None)
+        if not keep_best and restarts == 1:
+            return last
+        best.offer(last, *_score(net, loss_fn, last, y_rep))
+    return _best_restart(best, n)
+
+
+def _best_restart(best: _BestIterate, n: int) -> torch.Tensor:
+    """Per example, the best of its restarts (rows k·n + i of the batch), by `_BestIterate`'s
+    order."""
+    merged = _BestIterate(best.x[:n])
+    for k in range(len(best.x) // n):
+        rows = slice(k * n, (k + 1) * n)
+        merged.offer(best.x[rows], best.loss[rows], best.fooled[rows])
+    return merged.x
+
+
+@torch.no_grad()
+def _score(net: nn.Module, loss_fn: LossFn, x: torch.Tensor,
+           y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-example loss, misclassified) at x: one forward pass."""
+    logits = net(x)
+    return loss_fn(logits, y), logits.argmax(1) != y
 
 
 def ascend(net: nn.Module, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel,
            start: torch.Tensor, steps: int, step_size: float, loss_fn: LossFn,
            momentum: float = 0.0, eot: int = 1) -> torch.Tensor:
-    """`steps` projected ascent steps on loss_fn from `start`. With momentum μ > 0 (MIM, Dong et
-    al. 2018) the step direction is g_t = μ·g_{t−1} + ∇/‖∇‖₁. The caller sets eval mode."""
+    """`steps` projected ascent steps on loss_fn from `start`; per example the best iterate
+    (`_BestIterate`). With momentum μ > 0 (MIM, Dong et al. 2018) the step direction is
+    g_t = μ·g_{t−1} + ∇/‖∇‖₁. The caller sets eval mode."""
+    best = _BestIterate(start)
+    last = _ascend(net, x, y, ball, start, steps, step_size, loss_fn, momentum, eot, best)
+    best.offer(last, *_score(net, loss_fn, last, y))
+    return best.x
+
+
+def _ascend(net: nn.Module, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel,
+            start: torch.Tensor, steps: int, step_size: float, loss_fn: LossFn,
+            momentum: float, eot: int, best: _BestIterate | None) -> torch.Tensor:
+    """The ascent loop: returns the last iterate, and offers every earlier one to `best` (their
+    loss comes from the forward pass the gradient needs anyway)."""
     x_adv, velocity = start.detach(), torch.zeros_like(x)
     for _ in range(steps):
-        grad = input_grad(net, loss_fn, x_adv, y, eot)
+        probe = _probe(net, loss_fn, x_adv, y, eot)
+        if best is not None:
+            best.offer(x_adv, probe.loss, probe.fooled)
+        grad = probe.grad
         if momentum:
             velocity = momentum * velocity + grad / _per_example(_norms(grad, 1) + 1e-12, grad)
             grad = velocity

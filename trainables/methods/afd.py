@@ -97,7 +97,8 @@ class AFD(Method):
     def adversary(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """PGD-L∞ on CE through Dc(E(x)) (with the normalisation), every module in eval mode."""
         s = self.settings
-        return pgd(self, x, y, s.train_eps, s.train_steps, s.train_step_size)
+        return pgd(self, x, y, s.train_eps, s.train_steps, s.train_step_size,
+                   keep_best=False)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         x_adv = self.adversary(x, y)

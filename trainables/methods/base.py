@@ -86,9 +86,11 @@ class Method(nn.Module):
         raise ValueError(f"unknown optimizer {kind!r}; known: adam, sgd")
 
     def adversary(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The training adversary: PGD-L∞ on CE against the base model (eval mode)."""
+        """The training adversary: PGD-L∞ on CE against the base model (eval mode); its last
+        iterate, as Madry et al. train on (the best one would cost a forward pass more)."""
         s = self.settings
-        return pgd(self.model, x, y, s.train_eps, s.train_steps, s.train_step_size)
+        return pgd(self.model, x, y, s.train_eps, s.train_steps, s.train_step_size,
+                   keep_best=False)
 
     @staticmethod
     def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:

@@ -12,7 +12,6 @@ from trainables.attacks import (
     THREAT_MODELS,
     AttackSettings,
     L2Ball,
-    bpda,
     ce_loss,
     correct,
     fgsm,
@@ -34,6 +33,7 @@ from trainables.evaluate import (
 from trainables.trial import Protocol_
 
 from conftest import train_method
+from planted import Purified, Quantized
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -193,25 +193,6 @@ def test_eot_averages_gradients_over_samples(standard, batch):
     assert torch.allclose(averaged, sum(singles) / 3, atol=1e-6)
 
 
-class Quantized(nn.Module):
-    """A toy defense whose predict rounds pixels to {0, ½, 1} first: a zero gradient without
-    BPDA, the identity gradient with it."""
-
-    changes_inference = True
-
-    def __init__(self, model: nn.Module, straight_through: bool):
-        super().__init__()
-        self.model = model
-        self.quantize = bpda(self._round) if straight_through else self._round
-
-    @staticmethod
-    def _round(x: torch.Tensor) -> torch.Tensor:
-        return (2 * x).round() / 2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.quantize(x))
-
-
 def test_bpda_attack_through_predict_beats_attacking_the_base(digits, standard):
     """PGD through predict (with BPDA) is at least as strong as PGD on the base classifier with
     the defense applied afterwards; without BPDA the gradient is zero and PGD is powerless."""
@@ -279,27 +260,6 @@ def test_pgd_returns_the_best_iterate_not_the_last():
     assert not correct(Ridge(), best, y).any()
     two_restarts = pgd(Ridge(), x, y, restarts=2, **settings)
     assert not correct(Ridge(), two_restarts, y).any()
-
-
-class Purified(nn.Module):
-    """An IMT-like defense: predict first takes one signed step of 0.2 away from mid-grey and
-    clamps to [0, 1], as ATLD's IMT steps towards its manifold. Kept in the autograd graph, the
-    clamp gives every pixel that lands on 0 or 1 (most of a digit's background) a zero gradient;
-    with `straight_through` the step has the identity backward (BPDA), as ATLD's predict."""
-
-    changes_inference = True
-
-    def __init__(self, model: nn.Module, straight_through: bool):
-        super().__init__()
-        self.model = model
-        self.purify = bpda(self._step) if straight_through else self._step
-
-    @staticmethod
-    def _step(x: torch.Tensor) -> torch.Tensor:
-        return (x + 0.2 * (x - 0.5).sign()).clamp(0.0, 1.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.purify(x))
 
 
 def test_attack_through_an_imt_like_predict_is_at_least_the_base_transfer(digits, standard):

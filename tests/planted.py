@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables.attacks import bpda
+from trainables.attacks import LinfBall, bpda
+from trainables.methods.atld import imt_magnitude
 
 
 class Preprocessed(nn.Module):
@@ -43,3 +44,55 @@ class Purified(Preprocessed):
     @staticmethod
     def step(x: torch.Tensor) -> torch.Tensor:
         return (x + 0.2 * (x - 0.5).sign()).clamp(0.0, 1.0)
+
+
+class InGraphIMT(nn.Module):
+    """ATLD's predict before the straight-through fix (96e2da0): IMT kept in the autograd graph,
+    so sign(·) and the mask give zero gradient and the clamp to [0, 1] zeroes every pixel that
+    lands on 0 or 1. The same forward as `atld.predict`."""
+
+    changes_inference = True
+
+    def __init__(self, atld: nn.Module):
+        super().__init__()
+        self.atld = atld
+        self.model = atld.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        atld, eps = self.atld, self.atld.settings.train_eps
+        grad, p_natural = atld._manifold_grad(x, create_graph=x.requires_grad)
+        m = imt_magnitude(p_natural, atld.hp.imt).view(-1, *[1] * (x.dim() - 1))
+        return self.model(LinfBall(eps).project(x - eps * m * grad.sign(), x))
+
+
+class Thresholded(nn.Module):
+    """A hard binarising front end (x > ½): its gradient is zero everywhere."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x > 0.5).float())
+
+
+class Saturated(nn.Module):
+    """Logits scaled by 10⁴: the softmax saturates and the CE gradient underflows to zero."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1e4 * self.model(x)
+
+
+class Noisy(nn.Module):
+    """Gaussian noise on the input at inference: a randomised defense, different logits per call."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x + 0.05 * torch.randn_like(x))

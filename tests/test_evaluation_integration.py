@@ -56,6 +56,6 @@ def test_evaluate_reads_a_checkpoint_folder_and_rejects_unknown_targets(madry_st
     result = CliRunner().invoke(main, ["evaluate", trial["checkpoint_uri"], "--eval", "quick",
                                        "--eval-examples", "32", "--tracking-uri", uri])
     assert result.exit_code == 0, result.output + str(result.exception)
-    assert "sanity: eps0_equals_clean=" in result.output
+    assert "sanity: unbounded_eps_breaks_all=" in result.output
     missing = CliRunner().invoke(main, ["evaluate", "0123456789abcdef", "--tracking-uri", uri])
     assert missing.exit_code == 2 and missing.stderr.startswith("orch: error: cannot load")

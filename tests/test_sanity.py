@@ -3,24 +3,32 @@ model passes the gradient-masking checks, models with masked gradients trip them
 reports its flags."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
 import torch
-from torch import nn
 
+from trainables.attacks import ce_loss, input_grad
 from trainables.config import EvalConfig, TrialConfig
 from trainables.evaluate import CurvePoint, evaluate_trial
-from trainables.sanity import CHECKS, Measurements, Paired, sanity_checks
-from trainables.trial import Protocol_, run_trial
+from trainables.protocol import Protocol_
+from trainables.sanity import CHECKS, Gap, Measurements, Paired, sanity_checks
+from trainables.trial import run_trial
 
 from conftest import train_method
+from planted import InGraphIMT, Noisy, Purified, Saturated, Thresholded
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MASKING_CHECKS = ("no_zero_gradients", "whitebox_le_blackbox", "more_steps_no_gain")
+MASKING_CHECKS = ("no_zero_gradients", "whitebox_le_blackbox", "more_steps_no_gain",
+                  "unbounded_eps_breaks_all")
 PROTOCOL = Protocol_(target_eps=0.2, train_eps=0.2, eps_grid=(0.1, 0.2))
 EVAL = EvalConfig(eval_examples=100, eval_sanity_examples=100, eval_steps=20)
+STANDARD = EvalConfig(eval_profile="standard", eval_examples=100, eval_sanity_examples=100,
+                      eval_steps=20)
+QUICK = EvalConfig(eval_examples=100, eval_sanity_examples=100, eval_steps=10,
+                   eval_sanity_queries=100)
 
 
 def point(attack: str, eps: float, accuracy: float, norm: str = "Linf") -> CurvePoint:
@@ -33,10 +41,10 @@ GOOD_CURVE = [
     point("fgsm", 0.2, 0.4), point("pgd", 0.2, 0.3), point("worst", 0.2, 0.3),
 ]
 GOOD = Measurements(
-    num_classes=10, eps0_clean_acc=0.9, eps0_acc={"fgsm": 0.9, "pgd": 0.9},
+    num_classes=10, subset_clean_acc=0.9, unbounded_acc=0.0,
     pgd_by_eps={0.1: 0.52, 0.2: 0.31}, large_eps=0.5,
     large_eps_acc=0.0, budget=Paired(0.3, 0.29, only_a=1, only_b=2, n=100),
-    whitebox_blackbox=(Paired(0.3, 0.45, only_a=15, only_b=0, n=100),),
+    blackbox_gaps=(Gap("square", 0.2, extra_fooled=1, n=100),),
     logits_rel_diff=0.0, zero_grad_fraction=0.0, ball_excess=0.0,
 )
 
@@ -48,7 +56,7 @@ def test_a_sound_evaluation_is_trusted():
 
 
 @pytest.mark.parametrize("check, curve, measurements", [
-    ("eps0_equals_clean", GOOD_CURVE, replace(GOOD, eps0_acc={"fgsm": 0.9, "pgd": 0.89})),
+    ("unbounded_eps_breaks_all", GOOD_CURVE, replace(GOOD, unbounded_acc=0.6)),
     ("monotone_in_eps", GOOD_CURVE[:4] + [point("fgsm", 0.2, 0.7)], GOOD),
     ("monotone_in_eps", GOOD_CURVE[:1] + [point("fgsm", 0.1, 0.95), point("pgd", 0.1, 0.95)], GOOD),
     # The curve is nested (monotone by construction); the sanity subset's PGD series is not.
@@ -57,8 +65,8 @@ def test_a_sound_evaluation_is_trusted():
     ("near_chance_at_large_eps", GOOD_CURVE, replace(GOOD, large_eps_acc=0.4)),
     ("more_steps_no_gain", GOOD_CURVE, replace(GOOD, budget=Paired(0.3, 0.2, 0, 10, 100))),
     ("more_steps_no_gain", GOOD_CURVE, replace(GOOD, budget=Paired(0.3, 0.4, 10, 0, 100))),
-    ("whitebox_le_blackbox", GOOD_CURVE, replace(GOOD, whitebox_blackbox=(
-        GOOD.whitebox_blackbox[0], Paired(0.5, 0.2, only_a=0, only_b=30, n=100)))),
+    ("whitebox_le_blackbox", GOOD_CURVE, replace(GOOD, blackbox_gaps=(
+        GOOD.blackbox_gaps[0], Gap("transfer", 0.1, extra_fooled=30, n=100)))),
     ("deterministic_logits", GOOD_CURVE, replace(GOOD, logits_rel_diff=0.01)),
     ("no_zero_gradients", GOOD_CURVE, replace(GOOD, zero_grad_fraction=0.5)),
     ("adv_in_ball", GOOD_CURVE, replace(GOOD, ball_excess=0.01)),
@@ -90,6 +98,23 @@ def test_checks_that_did_not_run_are_none_not_true():
     assert partial["whitebox_le_blackbox"] is None and partial["trusted"] is True
 
 
+def test_a_blackbox_gap_of_five_points_is_seen_with_its_confidence():
+    """Over the black-box attack's outcomes on n points with a true gap g (binomial), how often
+    the check flags: a 5-point gap almost always from n = 300, a 1-point gap (an honest attack
+    that misses a few points) almost never. The interval is the 95% Wilson interval."""
+
+    def flag_rate(n: int, gap: float) -> float:
+        return sum(math.comb(n, k) * gap ** k * (1 - gap) ** (n - k)
+                   for k in range(n + 1) if Gap("square", 0.3, k, n).masks())
+
+    assert flag_rate(300, 0.05) > 0.9 and flag_rate(500, 0.05) > 0.97
+    assert flag_rate(300, 0.01) < 0.01
+    assert flag_rate(100, 0.05) < 0.8  # the old 100 points were too few
+    low, high = Gap("square", 0.3, 15, 300).interval()
+    assert low == pytest.approx(0.0305, abs=1e-3) and high == pytest.approx(0.0809, abs=1e-3)
+    assert Gap("square", 0.3, 0, 300).interval()[0] == 0.0
+
+
 
 
 
@@ -107,41 +132,66 @@ def standard(digits):
     return train_method(digits, "standard", epochs=5)
 
 
-class Thresholded(nn.Module):
-    """A hard binarising front end (x > ½): its gradient is zero everywhere."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x > 0.5).float())
+@pytest.fixture(scope="module")
+def surrogate(digits):
+    return train_method(digits, "standard", epochs=3, seed=1).model
 
 
-class Saturated(nn.Module):
-    """Logits scaled by 10⁴: the softmax saturates and the CE gradient underflows to zero."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 1e4 * self.model(x)
-
-
-def test_pgd_trained_model_passes_the_masking_checks(digits, madry):
-    evaluation = evaluate_trial(madry, digits.test, PROTOCOL, EVAL, "mnist-like")
+def test_pgd_trained_model_passes_the_masking_checks(digits, madry, surrogate):
+    """With the standard profile's gradient attacks (PGD and CW, 5 restarts each): PGD alone,
+    one restart, leaves 3-4 points to Square on this model (measured), as it should flag."""
+    evaluation = evaluate_trial(madry, digits.test, Protocol_(0.2, 0.2, (0.2,)), STANDARD,
+                                "mnist-like", surrogate)
     assert all(evaluation.sanity[name] is True for name in MASKING_CHECKS), evaluation.measurements
     assert evaluation.sanity["trusted"] is True, evaluation.sanity
+    assert {gap.attack for gap in evaluation.measurements.blackbox_gaps} == {"square", "transfer"}
     assert 0.1 < evaluation.robust_acc < evaluation.clean_acc
 
 
 @pytest.mark.parametrize("wrapper", [Thresholded, Saturated])
-def test_masked_gradients_are_caught(digits, standard, wrapper):
-    evaluation = evaluate_trial(wrapper(standard.model), digits.test, PROTOCOL, EVAL, "mnist-like")
-    assert evaluation.sanity["no_zero_gradients"] is False
-    assert evaluation.sanity["whitebox_le_blackbox"] is False, evaluation.measurements
-    assert evaluation.sanity["trusted"] is False
+def test_masked_gradients_are_caught(digits, standard, surrogate, wrapper):
+    """Zero gradients everywhere: PGD cannot move, not even with the whole box to move in, and
+    Square and the transfer from a surrogate fool what it could not."""
+    evaluation = evaluate_trial(wrapper(standard.model), digits.test, PROTOCOL, EVAL, "mnist-like",
+                                surrogate)
+    flags, gaps = evaluation.sanity, evaluation.measurements.blackbox_gaps
+    assert flags["no_zero_gradients"] is False and flags["unbounded_eps_breaks_all"] is False
+    assert flags["whitebox_le_blackbox"] is False, evaluation.measurements
+    assert {gap.attack for gap in gaps if gap.masks()} == {"square", "transfer"}
+    assert flags["trusted"] is False
+
+
+def test_zero_gradient_pixels_are_caught_where_no_example_is_all_zero(digits, standard):
+    """An IMT-like clamp in predict's graph: three quarters of the pixels have no gradient, but
+    every example has some (the old per-example check passed it); BPDA over it passes."""
+    x, y = digits.test.x[:100], digits.test.y[:100]
+    masked = Purified(standard.model, straight_through=False)
+    assert input_grad(masked, ce_loss, x, y).flatten(1).abs().amax(1).gt(0).all()
+    flags = {bpda: evaluate_trial(Purified(standard.model, straight_through=bpda), digits.test,
+                                  PROTOCOL, QUICK, "mnist-like").sanity["no_zero_gradients"]
+             for bpda in (False, True)}
+    assert flags == {False: False, True: True}
+
+
+def test_atld_with_its_old_masked_backward_is_flagged(digits):
+    """ATLD with IMT in predict's graph (before the straight-through fix) is not trusted; the same
+    trained ATLD through its current predict passes the gradient checks."""
+    atld = train_method(digits, "atld", epochs=2, train_eps=0.1)
+    old = evaluate_trial(InGraphIMT(atld), digits.test, PROTOCOL, QUICK, "mnist-like")
+    assert old.sanity["no_zero_gradients"] is False, old.measurements
+    assert old.measurements.zero_grad_fraction > 0.2
+    assert old.sanity["trusted"] is False
+    now = evaluate_trial(atld, digits.test, PROTOCOL, QUICK, "mnist-like")
+    assert now.sanity["no_zero_gradients"] is True, now.measurements
+
+
+def test_a_randomised_model_is_flagged_nondeterministic(digits, standard):
+    x = digits.test.x[:100]
+    flags = {name: evaluate_trial(model, digits.test, PROTOCOL, QUICK, "mnist-like").sanity
+             for name, model in (("noisy", Noisy(standard.model)), ("plain", standard.model))}
+    assert flags["noisy"]["deterministic_logits"] is False
+    assert flags["plain"]["deterministic_logits"] is True
+    assert not torch.equal(Noisy(standard.model)(x), Noisy(standard.model)(x))
 
 
 def test_a_trial_reports_its_flags():
@@ -156,5 +206,5 @@ def test_a_trial_reports_its_flags():
     result = run_trial(config, Collect())
     assert set(result.sanity) == {*CHECKS, "trusted"}
     assert reports[-1]["sanity"] == result.sanity
-    assert result.sanity["adv_in_ball"] is True and result.sanity["eps0_equals_clean"] is True
+    assert result.sanity["adv_in_ball"] is True and result.sanity["unbounded_eps_breaks_all"] is True
     assert {p.path for p in result.curve} == {"predict"}

@@ -72,7 +72,9 @@ class EvalConfig:
     eval_eot_samples: int = 1  # gradients averaged per attack step (EOT); > 1: randomised defense
     autoattack_version: str = "standard"  # pyautoattack version; "rand" for randomised defenses
     eval_sanity_examples: int = 100  # test points for the sanity measurements
-    eval_sanity_queries: int = 300  # Square's queries in the white-box <= black-box check
+    # Square's queries in the white-box <= black-box check, on the points the gradient attacks
+    # left robust at the target ε (all eval_examples of them: the check's power comes from n).
+    eval_sanity_queries: int = 1000
     # An attack skips the examples it fooled at a smaller ε (nested balls); False attacks every
     # example at every ε (slower; for checking the evaluation itself).
     eval_nested: bool = True

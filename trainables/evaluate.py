@@ -4,8 +4,9 @@ Profiles (`EvalConfig.eval_profile`), each adding to the one before:
     quick     clean, FGSM and PGD-L∞ (eval_steps, eval_restarts) at every ε of the grid
     standard  + CW-L∞ at every ε; PGD and CW with max(eval_restarts, eval_strong_restarts)
               restarts; AutoAttack (`autoattack_version`) at the target ε
-    full      + MIM, Square (eval_square_queries) and PGD-L2 (ε₂ = scale·ε) at every ε, and a
-              transfer attack from `surrogate` when one is given
+    full      + MIM, Square (eval_square_queries) and PGD-L2 (ε₂ = scale·ε) at every ε
+Any profile given a `surrogate` adds a transfer attack (PGD on it, scored on the method) at
+every ε; `run_trial` gives one in standard and full (`trial.standard_surrogate`).
 The curve's `worst` at ε is per example over every L∞ attack run at ε: an example counts as
 robust only if it is classified correctly and every attack failed on it.
 
@@ -35,16 +36,18 @@ from trainables.attacks import (
     correct,
     eval_mode,
     input_grad,
+    pgd,
 )
 from trainables.config import EvalConfig
 from trainables.data import Split
 from trainables.protocol import CurvePoint, Protocol_
-from trainables.sanity import LARGE_EPS, Measurements, Paired, sanity_checks
+from trainables.sanity import LARGE_EPS, Gap, Measurements, Paired, sanity_checks
 
 PROFILES = ("quick", "standard", "full")
+# "transfer" runs only when a surrogate is given (trial.py gives one in standard and full).
 GRID_ATTACKS = {
-    "quick": ("fgsm", "pgd"),
-    "standard": ("fgsm", "pgd", "cw"),
+    "quick": ("fgsm", "pgd", "transfer"),
+    "standard": ("fgsm", "pgd", "cw", "transfer"),
     "full": ("fgsm", "pgd", "cw", "mim", "square", "transfer", "pgd-l2"),
 }
 EVAL_SEED = 0  # every trial is attacked with the same random starts
@@ -103,9 +106,9 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
         attacker = _Attacker(method, base, settings)
         clean, results = attacker.run(jobs, split, nested=eval_cfg.eval_nested)
         curve = curve_points(jobs, results, clean, settings)
-        measurements = attacker.measure(split.head(eval_cfg.eval_sanity_examples), jobs, target,
-                                        LARGE_EPS.get(family), eval_cfg.eval_sanity_queries)
-        measurements = _with_curve_pairs(measurements, jobs, results, clean, attacker.excess)
+        measurements = attacker.measure(split, clean, results, eval_cfg.eval_sanity_examples,
+                                        target, LARGE_EPS.get(family),
+                                        eval_cfg.eval_sanity_queries)
     autoattack = results.get(Job("autoattack", target))
     return Evaluation(
         curve=curve,
@@ -247,37 +250,39 @@ class _Attacker:
             clean = _correct_all(self.method, split, self.batch_size)
             return _mean(self.correct_under(job, split, clean))
 
-    def measure(self, subset: Split, jobs: list[Job], target_eps: float, large_eps: float | None,
+    def measure(self, split: Split, clean: torch.Tensor, results: Mapping[Job, torch.Tensor],
+                sanity_examples: int, target_eps: float, large_eps: float | None,
                 square_queries: int) -> Measurements:
-        """The sanity measurements on a small subset (see trainables.sanity)."""
-        clean = correct(self.method, subset.x, subset.y)
-        everyone = torch.ones_like(clean)
-        gradient_attacks = sorted({job.attack for job in jobs
-                                   if ATTACKS.get(job.attack).kind == "gradient"})
-        eps0 = {name: _mean(self.correct_under(Job(name, 0.0), subset, everyone))
-                for name in gradient_attacks}
+        """The sanity measurements (see trainables.sanity): the black-box gaps on every curve
+        point, the others on the first `sanity_examples`. Square at the target ε only attacks
+        the points every gradient attack left robust (the only ones where it can show a gap),
+        so its power comes from all the curve's points at the cost of the robust ones."""
+        subset, clean_subset = split.head(sanity_examples), clean[:sanity_examples]
         once = self._with(restarts=1)
-        grid = sorted({job.eps for job in jobs if job.attack == "pgd"})
-        pgd_by_eps = {eps: _mean(self.correct_under(Job("pgd", eps), subset, clean, once))
+        grid = sorted({job.eps for job in results if job.attack == "pgd"})
+        pgd_by_eps = {eps: _mean(self.correct_under(Job("pgd", eps), subset, clean_subset, once))
                       for eps in grid}
         large = None if large_eps is None else _mean(self.correct_under(
-            Job("pgd", large_eps), subset, clean, once))
-        usual = self.correct_under(Job("pgd", target_eps), subset, clean)
-        doubled = self.correct_under(Job("pgd", target_eps), subset, clean, self._with(
+            Job("pgd", large_eps), subset, clean_subset, once))
+        usual = self.correct_under(Job("pgd", target_eps), subset, clean_subset)
+        doubled = self.correct_under(Job("pgd", target_eps), subset, clean_subset, self._with(
             steps=2 * self.settings.steps, restarts=2 * self.settings.restarts))
-        square = self.correct_under(Job("square", target_eps), subset, clean,
-                                    self._with(square_queries=square_queries))
+        if Job("square", target_eps) not in results:
+            whitebox = worst_case(results, clean, kinds={"gradient"})[target_eps]
+            results = {**results, Job("square", target_eps): self.correct_under(
+                Job("square", target_eps), split, whitebox, self._with(square_queries=square_queries))}
         return Measurements(
             num_classes=self._num_classes(subset),
-            eps0_clean_acc=_mean(clean),
-            eps0_acc=eps0,
+            subset_clean_acc=_mean(clean_subset),
+            unbounded_acc=self._unbounded_acc(subset, clean_subset),
             pgd_by_eps=pgd_by_eps,
             large_eps=large_eps,
             large_eps_acc=large,
             budget=Paired.of(usual, doubled),
-            whitebox_blackbox=(Paired.of(usual & doubled, square),),
+            blackbox_gaps=blackbox_gaps(results, clean),
             logits_rel_diff=self._logits_rel_diff(subset) if self.settings.eot == 1 else None,
             zero_grad_fraction=self._zero_grad_fraction(subset),
+            ball_excess=self.excess.item(),
         )
 
     def _with(self, **changes) -> AttackSettings:
@@ -294,17 +299,30 @@ class _Attacker:
         return ((first - second).abs().max() / (first.abs().max() + 1e-12)).item()
 
     def _zero_grad_fraction(self, subset: Split) -> float:
-        grad = input_grad(self.method, ce_loss, subset.x, subset.y)
-        return _mean(grad.flatten(1).abs().amax(1) == 0)
+        """The fraction of input pixels (over the subset) whose CE gradient is exactly 0: a
+        pixel no signed-gradient step moves. Per pixel, not per example: a clamp in `predict`
+        zeroes part of every example's gradient and no example's whole gradient."""
+        return _mean(input_grad(self.method, ce_loss, subset.x, subset.y) == 0)
+
+    def _unbounded_acc(self, subset: Split, candidates: torch.Tensor) -> float:
+        """PGD from x itself (no random start, which alone could land anywhere) at ε = 1."""
+        still_correct = torch.zeros_like(candidates)
+        for idx in candidates.nonzero().squeeze(1).split(self.batch_size):
+            x, y = subset.x[idx], subset.y[idx]
+            x_adv = pgd(self.method, x, y, 1.0, self.settings.steps, random_start=False,
+                        eot=self.settings.eot)
+            still_correct[idx] = correct(self.method, x_adv, y)
+        return _mean(still_correct)
 
 
-def _with_curve_pairs(m: Measurements, jobs: list[Job], results: Mapping[Job, torch.Tensor],
-                      clean: torch.Tensor, excess: torch.Tensor) -> Measurements:
-    """Add the curve's white-box-vs-black-box pairs (full profile) and the ball excess."""
+def blackbox_gaps(results: Mapping[Job, torch.Tensor], clean: torch.Tensor) -> tuple[Gap, ...]:
+    """Per query or transfer attack run at an L∞ ε: the examples it fooled beyond the worst case
+    over the gradient attacks there."""
     whitebox = worst_case(results, clean, kinds={"gradient"})
-    pairs = tuple(Paired.of(whitebox[job.eps], results[job]) for job in jobs
-                  if ATTACKS.get(job.attack).kind in ("query", "transfer") and job.eps in whitebox)
-    return replace(m, whitebox_blackbox=m.whitebox_blackbox + pairs, ball_excess=excess.item())
+    return tuple(Gap(job.attack, job.eps, int((whitebox[job.eps] & ~still_correct).sum()),
+                     len(clean))
+                 for job, still_correct in results.items()
+                 if ATTACKS.get(job.attack).kind in ("query", "transfer") and job.eps in whitebox)
 
 
 def _correct_all(net: nn.Module, split: Split, batch_size: int) -> torch.Tensor:

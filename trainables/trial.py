@@ -6,6 +6,7 @@ robustness curve. Given the state of an earlier report it resumes after that epo
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -14,13 +15,14 @@ from typing import Any, Protocol
 import torch
 
 from trainables.augment import crop_and_flip
-from trainables.config import TrialConfig
+from trainables.config import ModelConfig, TrainConfig, TrialConfig
 from trainables.data import Dataset, ResidentSplit, load_dataset
 from trainables.evaluate import accuracy, evaluate_trial, pgd_accuracy
 from trainables.final_weights import BestEpoch, collapsed
 from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
 from trainables.protocol import CurvePoint, Protocol_, resolve_protocol
+from trainables.sanity import gap_metrics
 
 
 class Reporter(Protocol):
@@ -46,6 +48,8 @@ class TrialResult:
     final_checkpoint: str = "last"  # which weights were evaluated: last | best (on validation)
     evaluated_epoch: int = 0  # the epoch whose weights were evaluated
     collapsed: bool = False  # validation clean accuracy collapsed (trainables.final_weights)
+    # The black-box gaps behind `whitebox_le_blackbox`, with their 95% intervals (sanity.gap_metrics).
+    blackbox_gaps: dict[str, float] = field(default_factory=dict)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -102,6 +106,16 @@ def train_one_epoch(method: Method, train: ResidentSplit, batch_size: int,
     return {name: float(total) / batches for name, total in sums.items()}
 
 
+def augments(train: TrainConfig, family: str) -> bool:
+    """Random crop + flip: as configured, by default on CIFAR-like data only."""
+    return train.augment if train.augment is not None else family == "cifar-like"
+
+
+def shuffle(seed: int, epoch: int) -> torch.Generator:
+    """The epoch's shuffle depends only on (seed, epoch): a resumed trial sees the same batches."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
 def run_trial(config: TrialConfig, reporter: Reporter | None = None,
               resume: dict[str, Any] | None = None) -> TrialResult:
     if config.train.epochs < 1:
@@ -115,7 +129,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
     method = build_method(config, data, device)
     train = ResidentSplit.of(data.train, device)
     val = data.val.head(config.eval.val_examples).to(device)
-    augment = config.train.augment if config.train.augment is not None else data.family == "cifar-like"
+    augment = augments(config.train, data.family)
 
     first_epoch, history, best = 0, [], BestEpoch()
     keep_best = config.eval.final_checkpoint == "best"
@@ -126,9 +140,8 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         best = BestEpoch.from_state(resume["best"]) if keep_best else best
 
     for epoch in range(first_epoch, config.train.epochs):
-        # The shuffle depends only on (seed, epoch): a resumed trial sees the same batches.
-        generator = torch.Generator().manual_seed(config.train.seed * 100_003 + epoch)
-        metrics = train_one_epoch(method, train, config.train.batch_size, generator, augment)
+        metrics = train_one_epoch(method, train, config.train.batch_size,
+                                  shuffle(config.train.seed, epoch), augment)
         if not math.isfinite(metrics["loss"]):
             raise NonFiniteLoss(f"training loss became {metrics['loss']} in epoch {epoch + 1}")
         metrics["val_clean_acc"] = accuracy(method, val)
@@ -145,7 +158,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
                            target_eps=protocol.target_eps,
                            curve=[p.as_dict() for p in result.curve], sanity=result.sanity,
                            final_checkpoint=result.final_checkpoint, evaluated_epoch=evaluated_epoch,
-                           collapsed=result.collapsed)
+                           collapsed=result.collapsed, **result.blackbox_gaps)
             if result.autoattack_acc is not None:
                 metrics["test_autoattack_acc"] = result.autoattack_acc
             if getattr(config.hparams, "detector", False):
@@ -162,6 +175,38 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         evaluated_epoch = best.epoch if keep_best else len(history)
         result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
     return result
+
+
+SURROGATE_SEED = 0  # one surrogate for every trial of a sweep, whatever the trials' seeds
+
+
+def surrogate_config(config: TrialConfig) -> TrialConfig:
+    """What the transfer attack's surrogate is: an undefended (`standard`) model of the trial's
+    architecture (default width), trained on its data for its epochs with the default optimiser
+    and a fixed seed: nothing a sweep searches, so one surrogate serves every trial."""
+    train = config.train
+    return TrialConfig(
+        method="standard", data=config.data, model=ModelConfig(model=config.model.model),
+        train=TrainConfig(epochs=train.epochs, batch_size=train.batch_size, seed=SURROGATE_SEED,
+                          device=train.device, threads=train.threads, augment=train.augment))
+
+
+@functools.lru_cache(maxsize=1)
+def standard_surrogate(config: TrialConfig) -> Method:
+    """The surrogate `config` describes (see `surrogate_config`), trained once per process: the
+    trials of a sweep that a reused actor runs share it. Clean training costs about
+    1/(train_steps + 1) of an adversarially trained trial. Trained in a forked random state, so
+    the trial's own stream is untouched."""
+    device = pick_device(config.train.device)
+    dataset = load_dataset(config.data)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(SURROGATE_SEED)
+        surrogate = build_method(config, dataset, device)
+        train_split = ResidentSplit.of(dataset.train, device)
+        for epoch in range(config.train.epochs):
+            train_one_epoch(surrogate, train_split, config.train.batch_size,
+                            shuffle(SURROGATE_SEED, epoch), augments(config.train, dataset.family))
+    return surrogate.eval()
 
 
 def detector_evaluation(config: TrialConfig, method: Method, data: Dataset,
@@ -181,8 +226,12 @@ def detector_evaluation(config: TrialConfig, method: Method, data: Dataset,
 def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protocol: Protocol_,
                      history: list[dict[str, Any]], evaluated_epoch: int) -> TrialResult:
     """The only place the test split is read: the eval profile's curve and sanity flags, for the
-    weights of `evaluated_epoch` (which `method` holds)."""
-    evaluation = evaluate_trial(method, data.test, protocol, config.eval, data.family)
+    weights of `evaluated_epoch` (which `method` holds). The standard and full profiles add a
+    transfer attack from `standard_surrogate`."""
+    surrogate = None
+    if config.eval.eval_profile != "quick":
+        surrogate = standard_surrogate(surrogate_config(config)).model
+    evaluation = evaluate_trial(method, data.test, protocol, config.eval, data.family, surrogate)
     return TrialResult(
         clean_acc=evaluation.clean_acc,
         robust_acc=evaluation.robust_acc,
@@ -195,4 +244,5 @@ def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protoco
         final_checkpoint=config.eval.final_checkpoint,
         evaluated_epoch=evaluated_epoch,
         collapsed=collapsed(history, data.num_classes),
+        blackbox_gaps=gap_metrics(evaluation.measurements.blackbox_gaps),
     )

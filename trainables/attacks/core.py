@@ -112,7 +112,8 @@ def ball_excess(x_adv: torch.Tensor, x: torch.Tensor, norm: str, eps: float) -> 
     worst example."""
     distance = THREAT_MODELS[norm](eps).distance(x_adv, x)
     outside_box = (x_adv - x_adv.clamp(0.0, 1.0)).abs().flatten(1).amax(1)
-    return torch.maximum(distance - eps, outside_box).clamp(min=0.0).max()
+    excess = torch.maximum(distance - eps, outside_box)
+    return torch.cat([excess.new_zeros(1), excess]).max()  # 0 inside the ball, and for no example
 
 
 @contextlib.contextmanager
@@ -241,7 +242,7 @@ def pgd_ball(net: nn.Module, x: torch.Tensor, y: torch.Tensor, ball: ThreatModel
              step_size: float | None = None, restarts: int = 1, random_start: bool = True,
              loss_fn: LossFn = ce_loss, eot: int = 1, keep_best: bool = True) -> torch.Tensor:
     """PGD in any threat model, all restarts as one batch of restarts·N examples; see `pgd`."""
-    if ball.eps == 0 or steps == 0:
+    if ball.eps == 0 or steps == 0 or len(x) == 0:
         return x.detach().clone()
     alpha = step_size if step_size is not None else 2.5 * ball.eps / steps
     n = len(x)

@@ -5,11 +5,12 @@ replicate is just another Tune trial: replicates run in parallel, are scheduled,
 logged to MLflow and written to Parquet exactly like any trial. `SeedRepeater` wraps the Optuna
 searcher: the first Tune trial of a group asks Optuna for a configuration, the next K−1 reuse it,
 and replicate i gets `seed = first_seed + i`. Optuna is told about the group once, when its last
-replicate ends, with the mean over the replicates that reported the objective(s) — so it ranks
-configurations by their mean, not by a lucky seed. Every replicate's own numbers stay in Parquet
-(`config_id` groups them), where the report computes mean ± std per configuration. An early-
-stopping scheduler would judge replicates one by one (a stopped replicate's last validation value
-still enters the mean), so `--seeds` defaults to FIFO scheduling.
+replicate ends, with the mean over the replicates that reached their last epoch (and so a strong
+value, see orchestrator.selection) — so it ranks configurations by their mean, not by a lucky
+seed. Every replicate's own numbers stay in Parquet (`config_id` groups them), where the report
+computes mean ± std per configuration. An early-stopping scheduler would judge replicates one by
+one (and a stopped replicate leaves the mean to fewer seeds), so `--seeds` defaults to FIFO
+scheduling.
 
 This is Ray's `Repeater` with three changes: the seed goes into the config (not an index the
 trainable would have to translate), multi-objective metric lists are averaged per objective, and
@@ -26,6 +27,9 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from orchestrator.selection import is_final
+from trainables.selection import STRONG_METRIC
+
 SEED_KEY = "seed"
 
 
@@ -41,6 +45,7 @@ class _Group:
     config: dict[str, Any]
     results: dict[str, dict[str, float] | None] = field(default_factory=dict)  # None: pending
     size: int = 0  # replicates suggested so far
+    errors: int = 0  # replicates that failed
 
 
 class SeedRepeater(Searcher):
@@ -69,14 +74,20 @@ class SeedRepeater(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         group = self._groups[trial_id]
-        group.results[trial_id] = {m: float(result[m]) for m in self._metrics() if result and m in result}
+        # Only a replicate's final (strong) values count: one stopped early ends on a weak value.
+        group.results[trial_id] = {m: float(result[m]) for m in self._metrics() if m in result} \
+            if is_final(result) else {}
+        group.errors += error
         if group.size < self.seeds or any(r is None for r in group.results.values()):
             return
         mean = _means(list(group.results.values()), self._metrics())
-        self.searcher.on_trial_complete(group.primary, result=mean, error=mean is None)
+        # No mean: every replicate failed (FAIL) or was stopped early (PRUNED).
+        self.searcher.on_trial_complete(group.primary, result=mean, error=mean is None and group.errors > 0)
 
     def _metrics(self) -> list[str]:
-        return self.metric if isinstance(self.metric, list) else [self.metric]
+        """The objectives, and the strong value that marks the mean as final (is_final)."""
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        return [*metrics, STRONG_METRIC] if STRONG_METRIC not in metrics else metrics
 
     # Tune saves a wrapper's own state (get_state) apart from the searcher it wraps (save).
     def get_state(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """ASHA on a real local Ray: weak trials stop early and are recorded as STOPPED, not as finished
-or failed, in trials.parquet and in MLflow."""
+or failed, in trials.parquet and in MLflow, and as PRUNED in the Optuna study."""
+import optuna
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -37,3 +38,11 @@ def test_asha_stops_weak_trials_and_records_them_as_stopped(tmp_path):
         assert run.data.tags["orch.status"] == row["status"]
         assert run.info.status == ("KILLED" if row["status"] == "STOPPED" else "FINISHED")
     assert f"{len(finished)} finished, 0 failed, {len(stopped)} stopped early" in result.output
+
+    # Optuna is told a stopped trial was PRUNED (its last value came from the cheap per-epoch
+    # PGD), and a finished one's strong validation value (PGD-CE and APGD-DLR).
+    study = optuna.load_study(study_name="asha", storage=f"sqlite:///{tmp_path}/results/asha/optuna.db")
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped)
+    completed = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(completed) == pytest.approx(sorted(r["val_strong_robust_acc"] for r in finished))

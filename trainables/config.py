@@ -64,6 +64,10 @@ class EvalConfig:
     eval_examples: int = 1000  # test points for the final curve; 0 = the whole test split
     val_examples: int = 512  # validation points for the per-epoch robust accuracy
     val_steps: int = 10
+    # The strong validation attack at the last epoch, what the search selects on
+    # (trainables.selection): PGD-CE and APGD-DLR, each this many steps and restarts.
+    val_strong_steps: int = 50
+    val_strong_restarts: int = 2
     # The final evaluation (see trainables.evaluate and trainables.sanity).
     eval_profile: str = "quick"  # quick | standard | full
     eval_strong_restarts: int = 5  # PGD/CW restarts in the standard and full profiles

@@ -23,6 +23,7 @@ from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
 from trainables.protocol import CurvePoint, Protocol_, resolve_protocol
 from trainables.sanity import gap_metrics
+from trainables.selection import RUNG_METRIC, SEARCH_METRIC, STRONG_METRIC, strong_robust_accuracy
 
 
 class Reporter(Protocol):
@@ -50,6 +51,7 @@ class TrialResult:
     collapsed: bool = False  # validation clean accuracy collapsed (trainables.final_weights)
     # The black-box gaps behind `whitebox_le_blackbox`, with their 95% intervals (sanity.gap_metrics).
     blackbox_gaps: dict[str, float] = field(default_factory=dict)
+    val_strong_robust_acc: float | None = None  # what the search selected on (trainables.selection)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -145,7 +147,8 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         if not math.isfinite(metrics["loss"]):
             raise NonFiniteLoss(f"training loss became {metrics['loss']} in epoch {epoch + 1}")
         metrics["val_clean_acc"] = accuracy(method, val)
-        metrics["val_robust_acc"] = pgd_accuracy(method, val, protocol.target_eps, config.eval.val_steps)
+        metrics[RUNG_METRIC] = metrics[SEARCH_METRIC] = pgd_accuracy(
+            method, val, protocol.target_eps, config.eval.val_steps)
         metrics["epoch"] = epoch + 1
         history.append(dict(metrics))
         if keep_best:
@@ -153,6 +156,12 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         result = None
         if epoch + 1 == config.train.epochs:
             evaluated_epoch = best.load_into(method) if keep_best else epoch + 1
+            # What the search selects on: a strong attack, once, on the weights evaluated
+            # (trainables.selection).
+            metrics[STRONG_METRIC] = metrics[SEARCH_METRIC] = strong_robust_accuracy(
+                method, val, protocol.target_eps, config.eval.val_strong_steps,
+                config.eval.val_strong_restarts)
+            history[-1].update({STRONG_METRIC: metrics[STRONG_METRIC], SEARCH_METRIC: metrics[SEARCH_METRIC]})
             result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
             metrics.update(test_clean_acc=result.clean_acc, test_robust_acc=result.robust_acc,
                            target_eps=protocol.target_eps,
@@ -235,7 +244,8 @@ def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protoco
     return TrialResult(
         clean_acc=evaluation.clean_acc,
         robust_acc=evaluation.robust_acc,
-        val_robust_acc=history[evaluated_epoch - 1]["val_robust_acc"],
+        val_robust_acc=history[evaluated_epoch - 1][RUNG_METRIC],
+        val_strong_robust_acc=history[-1].get(STRONG_METRIC),
         target_eps=protocol.target_eps,
         curve=evaluation.curve,
         history=history,

@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 from pyautoattack import AutoAttack
+from pyautoattack.autopgd_base import APGDAttack
 from torch import nn
 
 from trainables.attacks.core import eval_mode
@@ -46,6 +47,24 @@ def square(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries
     def build(model: nn.Module, **kwargs) -> AutoAttack:
         adversary = AutoAttack(model, attacks=["square"], version="custom", **kwargs)
         adversary.square.n_queries = queries
+        return adversary
+
+    return _run(net, x, y, build, dict(eps=eps, norm=norm, seed=seed))
+
+
+def apgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss: str,
+         iterations: int, restarts: int, norm: str = "Linf", seed: int = 0) -> torch.Tensor:
+    """APGD (AutoAttack's step-size-free PGD) alone on `loss` ("ce" or "dlr": the difference of
+    logits ratio, a margin loss that does not saturate with the softmax), each restart only on
+    the points still robust; per example the first successful x_adv, else x."""
+
+    def build(model: nn.Module, **kwargs) -> AutoAttack:
+        adversary = AutoAttack(model, attacks=[f"apgd-{loss}"], version="custom", **kwargs)
+        # A new APGD rather than a changed n_iter: its step-size checkpoints are set from n_iter
+        # when it is built.
+        adversary.apgd = APGDAttack(model, n_iter=iterations, n_restarts=restarts, eps=eps,
+                                    norm=norm, seed=seed, device=kwargs["device"],
+                                    logger=adversary.logger)
         return adversary
 
     return _run(net, x, y, build, dict(eps=eps, norm=norm, seed=seed))

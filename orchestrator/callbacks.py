@@ -17,6 +17,8 @@ from ray import tune
 from orchestrator import figures, parquet
 from orchestrator.resilient_mlflow import BufferedMlflow, is_transient, report_unlogged
 from orchestrator.seeds import SEED_KEY, config_id
+from trainables.evaluate import UPPER_BOUND_PROFILES
+from trainables.selection import RUNG_METRIC, STRONG_METRIC
 
 # Keys Tune adds to every result; they are bookkeeping, not our metrics.
 TUNE_KEYS = {
@@ -42,7 +44,11 @@ class SweepInfo:
     epochs: int
     trials: int  # Tune trials: configurations x seeds
     objective: str = "robust"
-    eval_profile: str = "quick"
+    eval_profile: str = "standard"
+
+    def profile_of(self, config: dict[str, Any]) -> str:
+        """The trial's final evaluation profile (`--set eval_profile=` may fix it per sweep)."""
+        return config.get("eval_profile", self.eval_profile)
 
 
 def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -190,7 +196,8 @@ class MlflowLogger(tune.Callback):
             "mlflow.parentRunId": self.parent_run_id,
             "sweep": self.info.sweep, "method": self.info.method, "dataset": self.info.dataset,
             "model": self.info.model, "trial_id": trial.trial_id, "objective": self.info.objective,
-            "eval_profile": trial.config.get("eval_profile", self.info.eval_profile),
+            "eval_profile": self.info.profile_of(trial.config),
+            "orch.upper_bound": str(self.info.profile_of(trial.config) in UPPER_BOUND_PROFILES).lower(),
             "config_id": config_id(trial.config), "seed": str(trial.config.get(SEED_KEY, self.info.seed)),
         }
         run = self.client.create_run(self.experiment_id, run_name=f"{self.info.sweep}/{trial.trial_id}",
@@ -345,7 +352,8 @@ class ParquetRecorder(tune.Callback):
             "status": status,
             "clean_acc": result.get("test_clean_acc"),
             "robust_acc": result.get("test_robust_acc"),
-            "val_robust_acc": result.get("val_robust_acc"),
+            "val_robust_acc": result.get(RUNG_METRIC),
+            STRONG_METRIC: result.get(STRONG_METRIC),
             "val_clean_acc": result.get("val_clean_acc"),
             "target_eps": result.get("target_eps"),
             "epochs_completed": result.get("epoch", 0),
@@ -353,6 +361,8 @@ class ParquetRecorder(tune.Callback):
             "checkpoint_uri": trial.checkpoint.path if trial.checkpoint is not None else None,
             "error": error,
             "autoattack_acc": result.get("test_autoattack_acc"),
+            "eval_profile": self.info.profile_of(trial.config),
+            "robust_is_upper_bound": self.info.profile_of(trial.config) in UPPER_BOUND_PROFILES,
             **sanity_columns(result),
             **final_weights_of(result),
         }

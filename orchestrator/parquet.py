@@ -43,13 +43,16 @@ TRIAL_OUTCOME = [
     ("status", pa.string()),  # FINISHED | FAILED | STOPPED
     ("clean_acc", pa.float64()),  # test split
     ("robust_acc", pa.float64()),  # test split, worst case at target_eps
-    ("val_robust_acc", pa.float64()),  # what the search optimised
+    ("val_robust_acc", pa.float64()),  # validation, the last epoch's per-epoch PGD (ASHA's rungs)
+    ("val_strong_robust_acc", pa.float64()),  # validation, PGD-CE + APGD-DLR: what the search optimised
     ("target_eps", pa.float64()),
     ("epochs_completed", pa.int64()),
     ("duration_s", pa.float64()),
     ("checkpoint_uri", pa.string()),
     ("error", pa.string()),
     ("autoattack_acc", pa.float64()),  # test split at target_eps; null unless --eval standard|full
+    ("eval_profile", pa.string()),  # the final evaluation's profile: quick | standard | full
+    ("robust_is_upper_bound", pa.bool_()),  # quick: no AutoAttack, robust_acc is an upper bound
     # trainables.sanity: True/False, null where a check did not run; sanity_trusted = all that ran.
     *[(f"sanity_{check}", pa.bool_()) for check in (*CHECKS, "trusted")],
 ]

@@ -2,9 +2,14 @@
 studies), pick each method's best configuration, and draw, tabulate and analyse it.
 
 Selection is honest: a method's best configuration is the one with the highest *validation*
-robust accuracy (mean over its seeds), the quantity the search optimised; test numbers are only
-reported for it, never used to choose. A configuration is the set of hyperparameters of a trial
-without its seed (`config_id`); its seed replicates are aggregated as mean ± std.
+robust accuracy under the strong attack (mean over its seeds), the quantity the search optimised;
+test numbers are only reported for it, never used to choose. A configuration is the set of
+hyperparameters of a trial without its seed (`config_id`); its seed replicates are aggregated as
+mean ± std.
+
+Rankings compare like with like: numbers are only ranked against numbers of the same dataset,
+target ε and evaluation profile (`GROUP`); several groups give several tables. A profile without
+AutoAttack (`quick`) gives robust accuracies that are upper bounds, and says so.
 """
 from __future__ import annotations
 
@@ -21,12 +26,17 @@ import pandas as pd
 
 from orchestrator import figures, parquet
 from orchestrator.pareto import pareto_front
+from trainables.evaluate import UPPER_BOUND_PROFILES
+from trainables.selection import STRONG_METRIC
 
 OPTUNA_DB = "optuna.db"  # the sweep's persisted Optuna study, when the sweep kept one
 LATENT_FILE = "latent.parquet"
 PARETO_FILE = "pareto.parquet"
 HTML_FILE = "report.html"
-METRICS = ("clean_acc", "pgd_acc", "autoattack_acc", "robust_acc", "val_robust_acc", "val_clean_acc")
+METRICS = ("clean_acc", "pgd_acc", "autoattack_acc", "robust_acc", "val_robust_acc", STRONG_METRIC,
+           "val_clean_acc")
+# Only numbers measured on the same data, at the same ε, with the same attacks are ranked together.
+GROUP = ["dataset", "target_eps", "eval_profile"]
 TSNE_MAX_EXAMPLES = 300  # t-SNE cost grows fast; 300 points per side show the clusters
 
 
@@ -75,6 +85,14 @@ def load_sweeps(dirs: Sequence[Path]) -> Sweeps:
     from_curves = _curve_at_target(curves, trials, "autoattack")
     trials["autoattack_acc"] = trials["autoattack_acc"].fillna(from_curves) if "autoattack_acc" in trials \
         else from_curves
+    # Sweeps from before the strong validation attack: their search read the per-epoch PGD.
+    trials[STRONG_METRIC] = trials[STRONG_METRIC].fillna(trials["val_robust_acc"]) \
+        if STRONG_METRIC in trials else trials["val_robust_acc"]
+    # ... and from before trials.parquet said which profile evaluated them: their curve says.
+    from_curves = _profile_from_curves(curves, trials)
+    trials["eval_profile"] = trials["eval_profile"].fillna(from_curves) if "eval_profile" in trials \
+        else from_curves
+    trials["robust_is_upper_bound"] = trials["eval_profile"].isin(UPPER_BOUND_PROFILES)
     return Sweeps([Path(d) for d in dirs], trials, curves)
 
 
@@ -110,6 +128,19 @@ def _curve_at_target(curves: pd.DataFrame, trials: pd.DataFrame, attack: str) ->
     return pd.Series(accuracy.reindex(keys).to_numpy(), index=trials.index)
 
 
+def _profile_from_curves(curves: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
+    """Per trial, the evaluation profile its curve's attacks imply (trainables.evaluate.plan):
+    `full` with any of its grid attacks, `standard` with AutoAttack, else `quick`."""
+    attacks = curves.groupby(["sweep", "trial_id"])["attack"].agg(set)
+    keys = pd.MultiIndex.from_frame(trials[["sweep", "trial_id"]])
+    return pd.Series([_profile_of(a) for a in attacks.reindex(keys)], index=trials.index)
+
+
+def _profile_of(attacks: set[str] | float) -> str:
+    attacks = attacks if isinstance(attacks, set) else set()  # NaN: a trial without a curve
+    return "full" if attacks & {"mim", "square", "pgd-l2"} else "standard" if "autoattack" in attacks else "quick"
+
+
 def _flat_curves(curves: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
     """Per trial: the worst-case accuracy equals the clean accuracy at every ε. No attack changed
     a single prediction: typically a constant classifier, whose "robust accuracy" is the share
@@ -141,6 +172,7 @@ def configurations(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (sweep, method, config), group in done.groupby(["sweep", "method", "config_id"], sort=False):
         row: dict[str, Any] = {"sweep": sweep, "method": method, "config_id": config,
+                               **{key: group[key].iloc[0] for key in GROUP},
                                "n_seeds": len(group), "trial_ids": list(group["trial_id"]),
                                "best_trial": _by_validation(group, "trial_id")["trial_id"].iloc[0]}
         for metric in METRICS:
@@ -157,9 +189,10 @@ def configurations(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_validation(frame: pd.DataFrame, key: str, suffix: str = "") -> pd.DataFrame:
-    """Best first: validation robust accuracy, then validation clean accuracy, then `key` (so
-    ties, common on small validation splits, always break the same way)."""
-    robust, clean = f"val_robust_acc{suffix}", f"val_clean_acc{suffix}"
+    """Best first: validation robust accuracy under the strong attack (what the search
+    maximised), then validation clean accuracy, then `key` (so ties, common on small validation
+    splits, always break the same way)."""
+    robust, clean = f"{STRONG_METRIC}{suffix}", f"val_clean_acc{suffix}"
     columns = [c for c in (robust, clean) if c in frame] + [key]
     return frame.sort_values(columns, ascending=[False] * (len(columns) - 1) + [True], na_position="last")
 
@@ -193,33 +226,50 @@ def config_label(row: pd.Series, names: Sequence[str]) -> str:
 
 
 def best_configurations(configs: pd.DataFrame) -> pd.DataFrame:
-    """Per method, the configuration with the best mean validation robust accuracy (ties: mean
-    validation clean accuracy), ranked by its test robust accuracy (worst case at the target ε)."""
+    """Per group (dataset, target ε, profile) and method, the configuration with the best mean
+    validation robust accuracy (ties: mean validation clean accuracy); within each group, ranked
+    by test robust accuracy (worst case at the target ε)."""
     if configs.empty:
         return configs
-    best = _by_validation(configs, "config_id", "_mean").drop_duplicates("method")
-    return best.sort_values("robust_acc_mean", ascending=False, na_position="last").reset_index(drop=True)
+    best = _by_validation(configs, "config_id", "_mean").drop_duplicates([*GROUP, "method"])
+    return best.sort_values([*GROUP, "robust_acc_mean"], ascending=[True] * len(GROUP) + [False],
+                            na_position="last").reset_index(drop=True)
+
+
+def ranking_groups(best: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The ranking split into its (dataset, target ε, profile) groups, each with its title."""
+    return [(group_title(*key), rows.reset_index(drop=True))
+            for key, rows in best.groupby(GROUP, sort=True, dropna=False)]
+
+
+def group_title(dataset: str, target_eps: float, profile: str) -> str:
+    upper = (f": no AutoAttack, every robust accuracy is an UPPER BOUND"
+             if profile in UPPER_BOUND_PROFILES else "")
+    return f"{dataset}, target ε={target_eps:.4g}, {profile} profile{upper}"
 
 
 # --- the ranking table -----------------------------------------------------------------------
 
-RANKING_HEADER = ["rank", "method", "sweep", "best config", "seeds", "clean", "PGD", "AutoAttack",
-                  "robust (worst)", "sanity", "trusted"]
+RANKING_HEADER = ["rank", "method", "sweep", "dataset", "target ε", "eval", "best config", "seeds",
+                  "clean", "PGD", "AutoAttack", "robust (worst)", "sanity", "trusted"]
 
 
 def ranking_rows(best: pd.DataFrame) -> list[list[str]]:
+    """One group's rows (see ranking_groups): ranks are only meaningful within a group."""
     rows = []
     for rank, row in enumerate(best.itertuples(index=False), start=1):
         r = row._asdict()
-        rows.append([str(rank), r["method"], r["sweep"], r["config"], str(r["n_seeds"]),
-                     _mean_std(r, "clean_acc"), _mean_std(r, "pgd_acc"),
-                     _mean_std(r, "autoattack_acc", missing="not run"), _mean_std(r, "robust_acc"),
+        upper = " (upper bound)" if r["eval_profile"] in UPPER_BOUND_PROFILES else ""
+        rows.append([str(rank), r["method"], r["sweep"], r["dataset"], f"{r['target_eps']:.4g}",
+                     r["eval_profile"] + upper, r["config"], str(r["n_seeds"]),
+                     _mean_std(r, "clean_acc"), _mean_std(r, "pgd_acc") + upper,
+                     _mean_std(r, "autoattack_acc", missing="not run"), _mean_std(r, "robust_acc") + upper,
                      _sanity_text(r), _trust_text(r["trusted"])])
     return rows
 
 
 def ranking_text(best: pd.DataFrame) -> str:
-    """The ranking as an aligned text table (what `orch compare` prints)."""
+    """One group's ranking as an aligned text table."""
     return _text_table(RANKING_HEADER, ranking_rows(best))
 
 
@@ -249,31 +299,36 @@ def _trust_text(trusted: bool | None) -> str:
 
 
 def compare_text(dirs: Sequence[Path]) -> str:
-    sweeps = load_sweeps(dirs)
-    best = best_configurations(configurations(sweeps.trials))
+    """What `orch compare` prints: per (dataset, target ε, profile) group, a title line and its
+    ranking table; groups are never ranked against each other."""
+    best = best_configurations(configurations(load_sweeps(dirs).trials))
     if best.empty:
         return "no finished trials"
-    target = _target_eps(sweeps.trials)
-    at = f" at ε={target:.4g}" if target is not None else ""
-    return (f"methods ranked by test robust accuracy{at} of their best configuration "
-            f"(chosen on validation; mean ± std over seeds):\n" + ranking_text(best))
+    groups = ranking_groups(best)
+    tables = [f"{title}: methods ranked by test robust accuracy of their best configuration "
+              f"(chosen on validation; mean ± std over seeds):\n" + ranking_text(rows)
+              for title, rows in groups]
+    note = (f"{len(groups)} groups of (dataset, target ε, evaluation profile), each ranked on its "
+            "own: numbers from different groups are not comparable.\n\n") if len(groups) > 1 else ""
+    return note + "\n\n".join(tables)
 
 
 SUMMARY_HEADER = ["config", "seeds", "val clean", "val robust", "test clean", "test robust"]
 
 
 def sweep_summary(sweep_dir: Path, pareto: bool, top: int = 10) -> str:
-    """The configurations of one sweep by mean validation robust accuracy, mean ± std over seeds;
+    """The configurations of one sweep by mean validation robust accuracy (the strong attack the
+    search maximised), mean ± std over seeds;
     with `pareto`, the (val clean, val robust) Pareto front of the configurations is marked: the
     front a clean+robust search optimised (Optuna's study keeps it too)."""
     configs = configurations(load_sweeps([sweep_dir]).trials)
     if configs.empty:
         return "no finished configurations"
-    points = list(zip(configs["val_clean_acc_mean"], configs["val_robust_acc_mean"]))
+    points = list(zip(configs["val_clean_acc_mean"], configs[f"{STRONG_METRIC}_mean"]))
     configs = configs.assign(pareto=[i in set(pareto_front(points)) for i in range(len(configs))])
-    configs = configs.sort_values("val_robust_acc_mean", ascending=False).head(top)
+    configs = configs.sort_values(f"{STRONG_METRIC}_mean", ascending=False).head(top)
     header = SUMMARY_HEADER + (["Pareto"] if pareto else [])
-    rows = [[r["config"], str(r["n_seeds"]), _mean_std(r, "val_clean_acc"), _mean_std(r, "val_robust_acc"),
+    rows = [[r["config"], str(r["n_seeds"]), _mean_std(r, "val_clean_acc"), _mean_std(r, STRONG_METRIC),
              _mean_std(r, "clean_acc"), _mean_std(r, "robust_acc")] + (["*" if r["pareto"] else ""] if pareto else [])
             for r in configs.to_dict("records")]
     title = "configurations (mean ± std over seeds)" + (", * = Pareto front on validation" if pareto else "")
@@ -291,6 +346,7 @@ def robust_vs_eps_series(sweeps: Sweeps, best: pd.DataFrame) -> tuple[dict[str, 
     """Per method: the worst-case curve of its best configuration, mean ± std over seeds (with the
     clean accuracy at ε = 0); and the attack set the worst case is over."""
     series, attacks = {}, set()
+    several = best[GROUP].drop_duplicates().shape[0] > 1
     for row in best.itertuples(index=False):
         curves = sweeps.curves[(sweeps.curves["sweep"] == row.sweep)
                                & sweeps.curves["trial_id"].isin(row.trial_ids)]
@@ -299,8 +355,11 @@ def robust_vs_eps_series(sweeps: Sweeps, best: pd.DataFrame) -> tuple[dict[str, 
         by_eps = pd.concat([clean, worst]).groupby("eps")["accuracy"]
         std = by_eps.std(ddof=1) if row.n_seeds > 1 else by_eps.mean() * np.nan
         seeds = f", {row.n_seeds} seeds" if row.n_seeds > 1 else ""
-        series[row.method] = {"eps": list(by_eps.mean().index), "mean": list(by_eps.mean()),
-                              "std": list(std), "label": f"{row.method}{seeds}"}
+        # One curve per method and group: the same method may be in several groups.
+        name = f"{row.method} ({group_title(row.dataset, row.target_eps, row.eval_profile)})" \
+            if several else row.method
+        series[name] = {"eps": list(by_eps.mean().index), "mean": list(by_eps.mean()),
+                        "std": list(std), "label": f"{name}{seeds}"}
         linf = curves[(curves["norm"] == "Linf") & ~curves["attack"].isin(["worst", "clean"])]
         grid = set(worst["eps"])
         for (attack, path, steps, restarts), runs in linf.groupby(["attack", "path", "steps", "restarts"]):
@@ -495,7 +554,7 @@ def write_report(dirs: Sequence[Path], out: Path, latent_examples: int = 500) ->
             "t-SNE of clean and PGD-adversarial embeddings z = E(x) of each method's best trial "
             "(one joint embedding per method; colour = true class), as ER-Classifier Figs. 5-6.")
 
-    (out / HTML_FILE).write_text(render_html(sweeps, best, latent, report, out, target))
+    (out / HTML_FILE).write_text(render_html(sweeps, best, latent, report, out))
     return report
 
 
@@ -505,15 +564,14 @@ def parquet_write(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def render_html(sweeps: Sweeps, best: pd.DataFrame, latent: list[dict], report: Report, out: Path,
-                target: float | None) -> str:
+def render_html(sweeps: Sweeps, best: pd.DataFrame, latent: list[dict], report: Report, out: Path) -> str:
     """One self-contained page: figures inlined as data: URIs, tables, notes."""
     sections = [
         ("1. Robust accuracy vs ε", _figure_html(out, "robust_vs_eps", report)),
         ("2. Clean vs robust accuracy, Pareto fronts", _figure_html(out, "clean_vs_robust", report)),
         ("3. Hyperparameter effects", _figure_html(out, "hp_effects", report)
          + _figure_html(out, "importances", report)),
-        ("4. Ranking", _ranking_html(best, target)),
+        ("4. Ranking", _ranking_html(best)),
         ("5. Latent analyses of each method's best trial", _latent_html(latent)
          + _figure_html(out, "latent_tsne", report)),
     ]
@@ -558,15 +616,20 @@ def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]], classes: S
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _ranking_html(best: pd.DataFrame, target: float | None) -> str:
-    classes = ["untrusted" if t is False else "flat" if flat else ""
-               for t, flat in zip(best["trusted"], best["flat_curve"])]
-    at = f" at ε = {target:.4g}" if target is not None else ""
-    return (f"<p>Methods ranked by the test robust accuracy{at} (worst case over the attack set) "
-            "of their best configuration, chosen by mean validation robust accuracy over seeds. "
-            "Rows in red failed a sanity check of the evaluation: their robustness is not to be "
-            "trusted. Rows in amber have a flat curve: no attack changed any prediction, as for "
-            "a constant classifier.</p>" + _table_html(RANKING_HEADER, ranking_rows(best), classes))
+def _ranking_html(best: pd.DataFrame) -> str:
+    intro = ("<p>Methods ranked by the test robust accuracy at the target ε (worst case over the "
+             "attack set) of their best configuration, chosen by mean validation robust accuracy "
+             "(PGD-CE and APGD-DLR) over seeds; one table per dataset, target ε and evaluation "
+             "profile, never ranked across them. Rows in red failed a sanity check of the "
+             "evaluation: their robustness is not to be trusted. Rows in amber have a flat curve: "
+             "no attack changed any prediction, as for a constant classifier.</p>")
+    tables = []
+    for title, rows in ranking_groups(best):
+        classes = ["untrusted" if t is False else "flat" if flat else ""
+                   for t, flat in zip(rows["trusted"], rows["flat_curve"])]
+        tables.append(f"<h3>{html.escape(title)}</h3>"
+                      + _table_html(RANKING_HEADER, ranking_rows(rows), classes))
+    return intro + "".join(tables)
 
 
 def _latent_html(latent: list[dict]) -> str:

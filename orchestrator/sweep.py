@@ -23,8 +23,14 @@ from orchestrator.seeds import SeedRepeater
 from orchestrator.storage import ParquetMirror, default_storage, experiment_path
 from orchestrator.tracking import (
     EXPERIMENT_KIND_TAG, SEARCH_SPACE_FILE, TRAINING_KIND, best_trial_record, parent_params, search_space_record)
+from trainables.evaluate import UPPER_BOUND_PROFILES
+from trainables.selection import RUNG_METRIC, SEARCH_METRIC, STRONG_METRIC
 
-OBJECTIVE = "val_robust_acc"  # validation split, worst case at the target ε: drives the search
+# Validation robust accuracy at the target ε that Optuna maximises: at a trial's last epoch the
+# per-example worst case of PGD-CE and APGD-DLR with restarts (trainables.selection), so the search
+# does not reward gradient masking. ASHA compares trials at the same epoch on RUNG_METRIC, PGD-CE
+# with one restart and val_steps steps: cheap, and no more than a first cut.
+OBJECTIVE = SEARCH_METRIC
 # --objective: the metrics Optuna maximises. Robust accuracy comes last in both, so a report
 # reads it as a study's last objective value.
 OBJECTIVES = {"robust": [OBJECTIVE], "clean+robust": ["val_clean_acc", OBJECTIVE]}
@@ -168,7 +174,9 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
     parent = client.create_run(experiment_id, run_name=request.name, tags={
         "sweep": request.name, "method": request.method, "dataset": request.base["dataset"],
         "model": request.base["model"], "objective": request.objective,
-        "eval_profile": request.info.eval_profile, "seeds": str(request.seeds), "orch.role": "sweep"})
+        "eval_profile": request.info.eval_profile,
+        "orch.upper_bound": str(request.info.eval_profile in UPPER_BOUND_PROFILES).lower(),
+        "seeds": str(request.seeds), "orch.role": "sweep"})
     parent_id = parent.info.run_id
     _log_search_space(client, parent_id, request)
     save_sweep(request.sweep_dir, SavedSweep(request.settings, experiment_id, parent_id))
@@ -199,14 +207,15 @@ def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: T
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
-    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestrator.selection import PruningOptunaSearch
 
     mlflow_logger = MlflowLogger(request.tracking_uri, experiment_id, parent_id, request.info, request.base)
     callbacks = [mlflow_logger, ParquetRecorder(request.sweep_dir, request.info, mlflow_logger.run_id_of, out)]
     if request.storage_path != default_storage(request.sweep_dir):
         callbacks.append(ParquetMirror(request.sweep_dir, request.storage_path, request.name))
     metrics = OBJECTIVES[request.objective]
-    searcher = OptunaSearch(
+    searcher = PruningOptunaSearch(
         space=search_space(request.method, request.family, request.fixed, request.eps_scale),
         # One metric: single-objective TPE. A list: multi-objective, Optuna keeps the Pareto front.
         metric=metrics if len(metrics) > 1 else metrics[0],
@@ -251,14 +260,14 @@ def _restored_tuner(request: SweepRequest):
 
 
 def _scheduler(request: SweepRequest):
-    """ASHA stops trials whose validation robust accuracy trails the others' at the same epoch
-    (rungs at grace, 3 x grace, ...); FIFO (None) runs every trial to the end."""
+    """ASHA stops trials whose per-epoch validation PGD accuracy trails the others' at the same
+    epoch (rungs at grace, 3 x grace, ...); FIFO (None) runs every trial to the end."""
     from ray.tune.schedulers import ASHAScheduler
 
     if request.scheduler == "fifo":
         return None
     epochs = request.base["epochs"]
-    return ASHAScheduler(time_attr="epoch", metric=OBJECTIVE, mode="max", max_t=epochs,
+    return ASHAScheduler(time_attr="epoch", metric=RUNG_METRIC, mode="max", max_t=epochs,
                          grace_period=max(1, epochs // 4), reduction_factor=3)
 
 
@@ -298,7 +307,7 @@ def _close_parent(client: BufferedMlflow, parent_id: str, sweep_dir: Path, statu
     trials_path = sweep_dir / parquet.TRIALS_FILE
     if trials_path.exists() and (sweep_dir / parquet.CURVES_FILE).exists():
         _log_summary_figures(client, parent_id, sweep_dir)
-    best = best_trial_record(parquet.read_rows(trials_path), OBJECTIVE) if trials_path.exists() else None
+    best = best_trial_record(parquet.read_rows(trials_path), STRONG_METRIC) if trials_path.exists() else None
     if best is not None:
         client.log_batch(parent_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0)
                                              for k, v in best["metrics"].items()],

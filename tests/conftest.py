@@ -6,9 +6,11 @@ from trainables.config import DataConfig, TrialConfig
 from trainables.data import ResidentSplit, load_dataset
 from trainables.trial import build_method, train_one_epoch
 
-# Small budgets so a real sweep takes seconds: 1 epoch, few eval points, short attacks.
+# Small budgets so a real sweep takes seconds: 1 epoch, few eval points, short attacks, the quick
+# evaluation profile (a test that needs another passes e.g. `--eval standard` after FAST).
 FAST = ("--set", "eval_examples=64", "--set", "val_examples=64", "--set", "eval_steps=3",
-        "--set", "val_steps=3", "--set", "train_steps=3")
+        "--set", "val_steps=3", "--set", "train_steps=3", "--set", "val_strong_steps=3",
+        "--set", "val_strong_restarts=1", "--eval", "quick")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,8 +16,9 @@ def madry_standard(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
     uri = f"sqlite:///{tmp}/mlflow.db"
     result = CliRunner().invoke(main, [
-        "sweep", "madry", "--trials", "1", "--epochs", "2", "--name", "std", "--eval", "standard",
-        "--eval-examples", "64", "--results-dir", str(tmp / "results"), "--tracking-uri", uri, *FAST])
+        "sweep", "madry", "--trials", "1", "--epochs", "2", "--name", "std",
+        "--eval-examples", "64", "--results-dir", str(tmp / "results"), "--tracking-uri", uri, *FAST,
+        "--eval", "standard"])
     assert result.exit_code == 0, result.output + str(result.exception)
     return tmp / "results" / "std", uri, result
 

@@ -44,6 +44,8 @@ from trainables.protocol import CurvePoint, Protocol_
 from trainables.sanity import LARGE_EPS, Gap, Measurements, Paired, sanity_checks
 
 PROFILES = ("quick", "standard", "full")
+# Profiles without AutoAttack: their robust accuracy is an upper bound, labelled so wherever shown.
+UPPER_BOUND_PROFILES = ("quick",)
 # "transfer" runs only when a surrogate is given (trial.py gives one in standard and full).
 GRID_ATTACKS = {
     "quick": ("fgsm", "pgd", "transfer"),
@@ -334,5 +336,5 @@ def _mean(flags: torch.Tensor) -> float:
     return flags.float().mean().item() if len(flags) else float("nan")
 
 
-__all__ = ["CurvePoint", "Evaluation", "Job", "PROFILES", "accuracy", "evaluate_trial",
+__all__ = ["CurvePoint", "Evaluation", "Job", "PROFILES", "UPPER_BOUND_PROFILES", "accuracy", "evaluate_trial",
            "pgd_accuracy", "plan", "robustness_curve", "worst_at", "worst_case"]

@@ -34,7 +34,9 @@ def test_standard_profile_writes_autoattack_rows_and_sanity_columns(madry_standa
     for check in (*CHECKS, "trusted"):
         assert f"sanity_{check}" in trial
     assert isinstance(trial["sanity_trusted"], bool)
-    assert trial["autoattack_acc"] == pytest.approx(autoattack[0]["accuracy"])
+    # AutoAttack runs at the target ε; its ε = 0 row is the clean accuracy (the curve's origin).
+    (at_target,) = [r for r in autoattack if r["eps"] == pytest.approx(trial["target_eps"])]
+    assert trial["autoattack_acc"] == pytest.approx(at_target["accuracy"])
     # The reported robust accuracy is the worst case, so never above AutoAttack's.
     assert trial["robust_acc"] <= trial["autoattack_acc"] + 1e-9
 

@@ -55,12 +55,12 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 class RayCluster:
-    """A head node and a worker node, each a `ray start --block` process with its own logical
+    """A head node and (unless worker=False) a worker node, each a `ray start --block` process with its own logical
     GPUs. With `private_dir`, the worker node runs in its own mount namespace where that folder
     is an empty tmpfs: the head machine's local disk, which a real worker node cannot see."""
 
     def __init__(self, base: Path, gpus_per_node: int = 2, cpus_per_node: int = 2,
-                 private_dir: Path | None = None):
+                 private_dir: Path | None = None, worker: bool = True):
         self.temp_dir = tempfile.mkdtemp(prefix="orch-ray-", dir="/tmp")  # socket paths stay short
         self.token_path = base / "ray-token"
         self.token_path.write_text(secrets.token_hex(32))
@@ -75,9 +75,10 @@ class RayCluster:
                              "--temp-dir", self.temp_dir, "--include-dashboard=false",
                              "--dashboard-port", str(free_port()), *self._agent_ports(), *common])
         wait_for(lambda: self._joined(1), 90, "the Ray head node")
-        worker = ["--address", self.address, "--node-ip-address", "127.0.0.1", *self._agent_ports(), *common]
-        self._start("worker", worker, private_dir)
-        wait_for(lambda: self._joined(2), 90, "the Ray worker node")
+        if worker:
+            args = ["--address", self.address, "--node-ip-address", "127.0.0.1", *self._agent_ports(), *common]
+            self._start("worker", args, private_dir)
+            wait_for(lambda: self._joined(2), 90, "the Ray worker node")
 
     @staticmethod
     def _agent_ports() -> list[str]:

@@ -14,16 +14,16 @@ import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from cluster_helpers import Orch
+from cluster_helpers import Orch, RayCluster
 from conftest import FAST
 
 pytestmark = pytest.mark.integration
 
-EPOCHS = 6
+EPOCHS = 8
 
 
-def _orch(tmp_path, *args):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # progress lines arrive as they are printed
+def _orch(tmp_path, *args, env=None):
+    env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}  # progress lines arrive as they are printed
     return Orch(["sweep", *args, "--results-dir", "results", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
                 env, tmp_path)
 
@@ -60,16 +60,17 @@ def _stopped_mid_trial(tmp_path, run, expected_code):
     return _epochs_logged(tmp_path, child)
 
 
+@pytest.mark.timeout(1800)  # 82 s of CPU time; three sweep starts on a loaded 2-core machine take minutes
 def test_ctrl_c_and_sigterm_mid_trial_then_resume_finish_the_trial_once(tmp_path):
     sweep = _orch(tmp_path, "madry", "--trials", "1", "--epochs", str(EPOCHS), "--scheduler", "fifo",
                   "--checkpoint-every", "0", "--name", "stop", *FAST)
-    sweep.lines_until(lambda line: f" epoch 2/{EPOCHS}:" in line)
+    sweep.lines_until(lambda line: f" epoch 2/{EPOCHS}:" in line, timeout_s=600)
     os.killpg(sweep.process.pid, signal.SIGINT)  # Ctrl+C: the terminal signals the whole group
     logged = _stopped_mid_trial(tmp_path, sweep, 130)
     assert logged[:2] == [1, 2] and len(logged) < EPOCHS, logged
 
     resumed = _orch(tmp_path, "madry", "--name", "stop", "--resume")
-    resumed.lines_until(lambda line: f"/{EPOCHS}:" in line)  # its first epoch after the checkpoint
+    resumed.lines_until(lambda line: f"/{EPOCHS}:" in line, timeout_s=600)  # its first epoch after the checkpoint
     resumed.process.send_signal(signal.SIGTERM)  # the driver alone, as `kill` or a scheduler does
     _stopped_mid_trial(tmp_path, resumed, 143)
 
@@ -91,10 +92,17 @@ def test_ctrl_c_and_sigterm_mid_trial_then_resume_finish_the_trial_once(tmp_path
 
 def test_three_sweeps_started_at_once_on_a_new_store_all_run(tmp_path):
     """MLflow migrates a new SQLite store when it first opens it; three sweeps doing that at once
-    used to die in the migration. Their artifacts go beside the store, not into the cwd."""
-    sweeps = [_orch(tmp_path, "standard", "--trials", "1", "--epochs", "1", "--name", f"together-{i}", *FAST)
-              for i in range(3)]
-    codes = [sweep.finish() for sweep in sweeps]
+    used to die in the migration. Their artifacts go beside the store, not into the cwd. (The
+    three drivers share one running Ray: three local Rays starting at once on a small loaded
+    machine can miss Ray's own 30 s startup limit, which is not what this tests.)"""
+    cluster = RayCluster(tmp_path, gpus_per_node=0, worker=False)
+    try:
+        driver_env = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}  # orch finds the token
+        sweeps = [_orch(tmp_path, "standard", "--trials", "1", "--epochs", "1", "--name", f"together-{i}",
+                        "--address", cluster.address, *FAST, env=driver_env) for i in range(3)]
+        codes = [sweep.finish() for sweep in sweeps]
+    finally:
+        cluster.stop()
     client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
     experiment = client.get_experiment_by_name("orch-digits")
     runs = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL)

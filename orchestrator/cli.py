@@ -140,6 +140,76 @@ def _interruptible(request) -> list[dict[str, Any]]:
         sys.exit(128 + (received() or 2))
 
 
+@main.command()
+@click.argument("preset")
+@click.option("--data-dir", default=None, help="The dataset's folder, or the .npz file (mnist-cpu: e.g. ../shared/data/mnist-10k.npz). Must exist.")
+@click.option("--seeds", default=1, show_default=True, type=int, help="Seeds per method (mean ± std in the table).")
+@click.option("--seed", default=0, show_default=True, type=int, help="The first seed.")
+@click.option("--methods", default=None, help="Comma-separated subset of the methods (default: all eight).")
+@click.option("--model", default=None, help="Override the preset's model.")
+@click.option("--epochs", default=None, type=int, help="Override the preset's epochs.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a preset value or set a knob for every method; repeatable.")
+@click.option("--name", default=None, help="Folder under --results-dir. Default: reproduce-PRESET-YYYYmmdd-HHMMSS.")
+@click.option("--results-dir", default="./results", show_default=True)
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.")
+@click.option("--gpus", default=None, type=float, help="GPUs to use (default: all this machine has).")
+@click.option("--gpus-per-trial", default=1.0, show_default=True, type=float)
+@click.option("--resume", is_flag=True, help="Continue reproduction --name: finished methods are kept, an interrupted one continues from its checkpoints.")
+def reproduce(preset: str, data_dir: str | None, seeds: int, seed: int, methods: str | None,
+              model: str | None, epochs: int | None, sets: tuple[str, ...], name: str | None,
+              results_dir: str, tracking_uri: str | None, gpus: float | None,
+              gpus_per_trial: float, resume: bool) -> None:
+    """Run every method's paper-default configuration (no search) on PRESET (mnist-cpu, mnist,
+    cifar10) with the standard evaluation, then write the measured-vs-claimed table
+    (reproduce.md, reproduce.csv) and reproduce.html."""
+    from orchestrator.reproduce import METHODS, PRESETS, comparison_rows, is_complete, sweep_settings, write_outputs
+    from orchestrator.resume import load_sweep
+
+    if preset not in PRESETS:
+        raise BadInput(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    if PRESETS[preset].needs_data_dir and data_dir is None:
+        raise BadInput(f"preset {preset} needs --data-dir (the .npz file of the digits)")
+    chosen = methods.split(",") if methods else list(METHODS)
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise BadInput(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    if resume and not name:
+        raise BadInput("--resume needs the --name of the reproduction to continue")
+    name = name or f"reproduce-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = Path(results_dir) / name
+    if root.exists() and not resume:
+        raise BadInput(f"{root} already exists; pick another --name (or continue it with --resume)")
+    if resume and not root.is_dir():
+        raise BadInput(f"--resume: {root} does not exist")
+    requests = []
+    for method in chosen:  # every check before the first trial runs
+        sweep_dir = root / method
+        if resume and is_complete(sweep_dir, seeds):
+            continue
+        settings, saved = sweep_settings(
+            PRESETS[preset], method, root, data_dir=data_dir, model=model, epochs=epochs,
+            seeds=seeds, seed=seed, sets=sets, tracking_uri=tracking_uri, gpus=gpus,
+            gpus_per_trial=gpus_per_trial), None
+        if sweep_dir.exists():
+            try:
+                saved = load_sweep(sweep_dir)
+            except ValueError as error:
+                raise BadInput(str(error)) from None
+            settings = {**saved.settings, "results_dir": str(root)}
+        request = _validated_request(**settings, saved=saved)
+        requests.append(dataclasses.replace(request, settings={
+            **settings, "sets": list(settings["sets"]), "tracking_uri": request.tracking_uri}))
+    click.echo(f"[orch] reproduce {preset} into {root}: {', '.join(chosen)} "
+               f"({len(chosen) - len(requests)} already done), {seeds} seed(s) each")
+    started = time.time()
+    for request in requests:
+        click.echo(f"[orch] {request.method}: {_resources_line(request)}")
+        _interruptible(request)
+    written = write_outputs(root, preset, comparison_rows(root, chosen, PRESETS[preset].claims))
+    click.echo("\n" + written[0].read_text())
+    click.echo(f"[orch] done in {time.time() - started:.0f} s: " + ", ".join(str(p) for p in written))
+
+
 def _resumed(ctx: click.Context) -> tuple[dict[str, Any], Any]:
     """The saved settings of sweep --name (flags given now must agree with them)."""
     from orchestrator.resume import load_sweep, resumed_settings

@@ -26,3 +26,12 @@ def paper_defaults(family: str) -> dict:
     if family == "mnist-like":
         return {**common, "embed_dim": 16, "train_eps": 0.3}
     return {**common, "embed_dim": 128, "train_eps": 8 / 255}
+
+# What the paper reports (percent, test split, L∞ at 8/255); None: not given (no MNIST setting).
+# Its attacks never went through IMT. `orch reproduce` prints it beside the measured numbers.
+PAPER_CLAIMS = {
+    "mnist": {"model": None, "clean": None, "pgd": None, "autoattack": None, "worst": None,
+              "source": "— (the paper has no MNIST experiment)"},
+    "cifar10": {"model": "WRN-28-10", "clean": 86.42, "pgd": 79.48, "autoattack": 70.49, "worst": None,
+                "source": "Qian et al. Table I (PGD-20), Table IV (AutoAttack)"},
+}

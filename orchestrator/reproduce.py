@@ -74,7 +74,7 @@ def sweep_settings(preset: Preset, method: str, results_dir: Path, *, data_dir: 
         seed=seed, sets=[*(f"{k}={v}" for k, v in preset.sets.items()), *sets], address=None,
         storage=None, max_failures=0, checkpoint_every_s=10.0, scheduler="fifo", resume=False,
         objective="robust", seeds=seeds, eval_profile="standard",
-        eval_examples=preset.eval_examples, compile_model=False)
+        eval_examples=preset.eval_examples, compile_model=False, final_checkpoint="last")
 
 
 def is_complete(sweep_dir: Path, seeds: int) -> bool:

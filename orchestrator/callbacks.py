@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 import click
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, Metric, Param, RunTag
 from ray import tune
 
 from orchestrator import figures, parquet
@@ -26,6 +26,11 @@ TUNE_KEYS = {
     "node_ip", "time_since_restore", "iterations_since_restore", "done", "trial_id", "date",
     "config", "checkpoint_dir_name", "should_checkpoint", "experiment_tag", "epoch",
 }
+# A trial's final checkpoint: a logged model tagged CHECKPOINT_TAG (sweeps before logged
+# models, and writes buffered while the server was away, put it under the run's artifact
+# CHECKPOINT_ARTIFACT).
+CHECKPOINT_TAG = "orch.checkpoint"
+CHECKPOINT_ARTIFACT = "checkpoint"
 # Where a trial ran (tune_adapter reports node_id and cuda_visible_devices): MLflow tags, updated
 # when a retried trial lands somewhere else.
 PLACEMENT_TAGS = {"node_id": "ray.node_id", "node_ip": "ray.node_ip", "pid": "ray.pid",
@@ -138,6 +143,25 @@ def placement_tags(result: dict[str, Any]) -> dict[str, str]:
     return {tag: str(result[key]) for key, tag in PLACEMENT_TAGS.items() if key in result}
 
 
+def dataset_input(record: dict[str, Any]) -> DatasetInput:
+    """A trial's dataset (trainables.provenance) as an MLflow dataset input: name and content
+    digest in the Dataset column, split sizes and shape in its profile."""
+    profile = {key: record[key] for key in ("splits", "input_shape", "num_classes", "val_fraction", "split_seed")}
+    dataset = Dataset(name=record["name"], digest=record["digest"], source_type="local",
+                      source=json.dumps({"uri": record["source"]}), profile=json.dumps(profile))
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])
+
+
+def log_checkpoint_model(client, experiment_id: str, run_id: str, folder: str, name: str, epoch: int) -> str:
+    """A checkpoint folder as a READY logged model whose source is the run; returns its id."""
+    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id,
+                                       tags={CHECKPOINT_TAG: "true"})
+    client.log_model_artifacts(model.model_id, folder)
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=epoch)])
+    return model.model_id
+
+
 class MlflowLogger(tune.Callback):
     """Writes through BufferedMlflow: a tracking server that goes away delays the records, it
     does not stop the trials. Pickled by Tune with the sweep and restored on --resume."""
@@ -221,6 +245,8 @@ class MlflowLogger(tune.Callback):
             self.client.log_batch(run_id, metrics=metrics, tags=tags)
         # A trial retried after its worker died re-reports the epochs since its last checkpoint.
         self.logged_epoch[trial.trial_id] = step
+        if "data_json" in result:
+            self.client.log_inputs(run_id, datasets=[dataset_input(json.loads(result["data_json"]))])
         if "sanity_json" in result:
             sanity = {f"sanity.{k}": str(v).lower() for k, v in sanity_of(result).items()}
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sanity.items()])
@@ -250,13 +276,29 @@ class MlflowLogger(tune.Callback):
         if trial.checkpoint is not None:
             # From --storage (downloaded if remote), never from the worker's local disk.
             with trial.checkpoint.as_directory() as folder:
-                self.client.log_artifacts(run_id, folder, artifact_path="checkpoint")
+                self._log_checkpoint(run_id, folder, trial)
         # No curve: the scheduler stopped the trial before its last epoch. MLflow has no such
         # status; KILLED with orch.status=STOPPED keeps it apart from finished and failed runs.
         stopped = "curve_json" not in (trial.last_result or {})
         self.client.set_tag(run_id, "orch.failures", str(trial.run_metadata.num_failures))
         self.client.set_tag(run_id, "orch.status", "STOPPED" if stopped else "FINISHED")
         self.client.set_terminated(run_id, "KILLED" if stopped else "FINISHED")
+
+    def _log_checkpoint(self, run_id: str, folder: str, trial) -> None:
+        """The final checkpoint as an MLflow logged model of the run (its Models column); while
+        the server is away (or the run exists only in the buffer) as the buffered artifact
+        `checkpoint/`, which `orch evaluate` reads too."""
+        real_run_id = self.client.resolved(run_id)
+        if real_run_id is not None:
+            try:
+                log_checkpoint_model(self.client.client, self.experiment_id, real_run_id, folder,
+                                     f"{self.info.method}-{self.info.model}",
+                                     int((trial.last_result or {}).get("epoch", 0)))
+                return
+            except Exception as error:  # noqa: BLE001 - only an unreachable server is tolerated
+                if not is_transient(error):
+                    raise
+        self.client.log_artifacts(run_id, folder, artifact_path=CHECKPOINT_ARTIFACT)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """The trial died and will continue from its last checkpoint (--max-failures)."""

@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, RunTag
+import mlflow.artifacts
+from mlflow.entities import LoggedModel, Metric, RunTag
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.tracking import MlflowClient
 
-from orchestrator.callbacks import curve_metrics, from_origin
+from orchestrator.callbacks import CHECKPOINT_ARTIFACT, CHECKPOINT_TAG, curve_metrics, from_origin
 from orchestrator.preconditions import EvaluateTarget
 from trainables.checkpoint import CheckpointRefused, load_state_file, restore
 from trainables.evaluate import Evaluation, evaluate_trial
@@ -27,16 +28,30 @@ def load_target(target: EvaluateTarget, tracking_uri: str) -> tuple[dict[str, An
     if target.path is not None:
         return load_state_file(target.path), None
     client = MlflowClient(tracking_uri)
-    client.get_run(target.run_id)  # raises a clear MlflowException for an unknown id
+    run = client.get_run(target.run_id)  # raises a clear MlflowException for an unknown id
+    model = checkpoint_model(client, run.info.experiment_id, target.run_id)
     # MLflow's download progress bar would be more lines on stderr beside a one-line error.
     os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = "false"
     with tempfile.TemporaryDirectory() as folder:
-        local = client.download_artifacts(target.run_id, "checkpoint", folder)
+        if model is None:  # logged before checkpoints were logged models, or while the server was away
+            local = client.download_artifacts(target.run_id, CHECKPOINT_ARTIFACT, folder)
+            source = f"runs:/{target.run_id}/{CHECKPOINT_ARTIFACT}"
+        else:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model.artifact_location, dst_path=folder,
+                                                        tracking_uri=tracking_uri)
+            source = f"models:/{model.model_id}"
         try:
             return load_state_file(local), target.run_id
         except CheckpointRefused as error:  # name the artifact, not the temporary folder
-            source = f"runs:/{target.run_id}/checkpoint"
             raise CheckpointRefused(str(error).replace(str(Path(local)), source)) from None
+
+
+def checkpoint_model(client: MlflowClient, experiment_id: str, run_id: str) -> LoggedModel | None:
+    """The newest checkpoint logged model of the run, if any."""
+    models = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}' AND tags.`{CHECKPOINT_TAG}` = 'true'",
+        order_by=[{"field_name": "creation_timestamp", "ascending": False}], max_results=1)
+    return models[0] if models else None
 
 
 def reevaluate(state: dict[str, Any], profile: str, examples: int) -> tuple[Evaluation, float]:

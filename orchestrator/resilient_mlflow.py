@@ -82,7 +82,8 @@ class BufferedMlflow:
     """An `MlflowClient` whose writes are buffered while the tracking server is unreachable."""
 
     WRITES = ("create_run", "log_batch", "log_metric", "log_param", "set_tag", "set_terminated",
-              "update_run", "delete_run", "log_artifact", "log_artifacts", "log_dict", "log_text")
+              "update_run", "delete_run", "log_artifact", "log_artifacts", "log_dict", "log_text",
+              "log_inputs")
 
     def __init__(self, tracking_uri: str, retry_every_s: float = 10.0):
         self.tracking_uri = tracking_uri

@@ -1,5 +1,7 @@
 """Load a page in headless Chromium and report what a person would see go wrong: images that did
-not load, console errors, uncaught exceptions, failed requests; plus a full-page screenshot.
+not load, console errors, uncaught exceptions, failed requests; plus a full-page screenshot
+(`inspect_page`). `open_page` drives a single-page app step by step (navigate, wait for what
+renders, run JavaScript, screenshot).
 
 Chromium is driven over the DevTools protocol through `--remote-debugging-pipe` (JSON messages
 separated by NUL bytes on file descriptors 3 and 4), so only the standard library is needed.
@@ -13,9 +15,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 CHROMIUM = "chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -87,7 +90,52 @@ class _Pipe:
         return json.loads(message)
 
 
-def inspect_page(chromium: str, url: str, screenshot: Path, width: int = 1400) -> PageReport:
+class Page:
+    """One browser tab: navigate, run JavaScript, wait for what a person would wait to see."""
+
+    def __init__(self, pipe: _Pipe, session: str):
+        self.pipe, self.session = pipe, session
+
+    def send(self, method: str, params: dict | None = None, timeout_s: float = 60) -> dict[str, Any]:
+        return self.pipe.send(method, params, session=self.session, timeout_s=timeout_s)
+
+    def navigate(self, url: str) -> None:
+        self.pipe.events = [e for e in self.pipe.events if e.get("method") != "Page.loadEventFired"]
+        self.send("Page.navigate", {"url": url})
+        self.pipe.wait_for("Page.loadEventFired")
+
+    def evaluate(self, expression: str) -> Any:
+        reply = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                               "awaitPromise": True})
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"{expression[:80]}: {reply['exceptionDetails'].get('text')}")
+        return reply["result"].get("value")
+
+    def wait_until(self, expression: str, timeout_s: float = 60, poll_s: float = 0.5) -> Any:
+        """The first truthy value of `expression`, polled (a single-page app renders late)."""
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(poll_s)
+        raise TimeoutError(f"not true after {timeout_s} s: {expression}")
+
+    def screenshot(self, path: Path, full_page: bool = True) -> None:
+        params: dict[str, Any] = {"format": "png"}
+        if full_page:
+            size = self.send("Page.getLayoutMetrics")["cssContentSize"]
+            params.update(captureBeyondViewport=True, clip={
+                "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", params)["data"]))
+
+    def errors(self) -> list[str]:
+        return _errors(self.pipe.events)
+
+
+@contextmanager
+def open_page(chromium: str, width: int = 1400, height: int = 900) -> Iterator[Page]:
+    """A fresh headless Chromium (its own profile) with one tab of width x height pixels."""
     commands_read, commands_write = os.pipe()
     events_read, events_write = os.pipe()
 
@@ -104,7 +152,14 @@ def inspect_page(chromium: str, url: str, screenshot: Path, width: int = 1400) -
         os.close(events_write)
         pipe = _Pipe(commands_write, events_read)
         try:
-            return _inspect(pipe, url, screenshot, width)
+            target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+            session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            page = Page(pipe, session)
+            for domain in ("Page", "Runtime", "Log", "Network"):
+                page.send(f"{domain}.enable")
+            page.send("Emulation.setDeviceMetricsOverride",
+                      {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+            yield page
         finally:
             try:
                 pipe.send("Browser.close", timeout_s=10)
@@ -115,23 +170,14 @@ def inspect_page(chromium: str, url: str, screenshot: Path, width: int = 1400) -
             os.close(events_read)
 
 
-def _inspect(pipe: _Pipe, url: str, screenshot: Path, width: int) -> PageReport:
-    target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        pipe.send(f"{domain}.enable", session=session)
-    pipe.send("Emulation.setDeviceMetricsOverride",
-              {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
-    pipe.send("Page.navigate", {"url": url}, session=session)
-    pipe.wait_for("Page.loadEventFired")
-    images = pipe.send("Runtime.evaluate", {"returnByValue": True, "expression": (
-        "Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, "
-        "naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight}))")}, session=session)["result"]["value"]
-    size = pipe.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
-    shot = pipe.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": {
-        "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}}, session=session)
-    screenshot.write_bytes(base64.b64decode(shot["data"]))
-    return PageReport(images, _errors(pipe.events))
+def inspect_page(chromium: str, url: str, screenshot: Path, width: int = 1400) -> PageReport:
+    with open_page(chromium, width) as page:
+        page.navigate(url)
+        images = page.evaluate(
+            "Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, "
+            "naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight}))")
+        page.screenshot(screenshot)
+        return PageReport(images, page.errors())
 
 
 def _errors(events: list[dict[str, Any]]) -> list[str]:

@@ -1,13 +1,26 @@
 """What a sweep records for MLflow's UI: curves as metric histories over ε, the search space on
 the parent run, the best trial; and a real MLflow UI in headless Chromium showing them."""
 import json
+import os
+import shutil
+import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
 
+from cluster_helpers import MlflowServer
+from conftest import FAST
+from headless_chromium import find_or_install_chromium, open_page
 from orchestrator.callbacks import EPS_STEP_SCALE, curve_metrics, from_origin
+from orchestrator.cli import main
 from orchestrator.search import describe_space
-from orchestrator.tracking import best_trial_record, parent_params, search_space_record
+from orchestrator.tracking import (EXPERIMENT_KIND_TAG, SEARCH_SPACE_FILE, TRAINING_KIND, best_trial_record,
+                                   parent_params, search_space_record)
 from trainables.config import TrialConfig
 from trainables.evaluate import robustness_curve
 from trainables.trial import build_method
@@ -81,3 +94,140 @@ def test_best_trial_is_the_finished_one_the_search_ranked_first():
     assert best["tags"] == {"best.trial_id": "b", "best.run_id": "r2", "best.config_id": "c2", "best.lambda": "0.7"}
     assert best["metrics"] == {"best.val_robust_acc": 0.4, "best.test_robust_acc": 0.3, "best.test_clean_acc": 0.8}
     assert best_trial_record(rows[2:], "val_robust_acc") is None
+
+
+# --- a real sweep, a real MLflow server, a real browser ----------------------------------------
+
+SWEEP = "ui"
+# The MLflow UI asks the server who the user is; a server without authentication answers 404.
+NO_AUTH_PROBE = "/ajax-api/2.0/mlflow/users/current"
+# Set to a folder (docs/mlflow) to keep the test's screenshots there for the README.
+SCREENSHOTS = os.environ.get("ORCH_MLFLOW_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def served_sweep(tmp_path_factory):
+    """A two-trial sweep logged to a real `mlflow server`: (server URI, sweep folder)."""
+    base = tmp_path_factory.mktemp("mlflow-ui")
+    server = MlflowServer(base)
+    try:
+        server.wait()
+        result = CliRunner().invoke(main, ["sweep", "standard", "--trials", "2", "--epochs", "2", "--name", SWEEP,
+                                           "--results-dir", str(base / "results"), "--tracking-uri", server.uri, *FAST])
+        assert result.exit_code == 0, result.output + str(result.exception)
+        yield server.uri, base / "results" / SWEEP
+    finally:
+        server.stop()
+
+
+def _runs(client: MlflowClient) -> tuple[str, Run, list[Run]]:
+    experiment = client.get_experiment_by_name("orch-digits")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return experiment.experiment_id, parent, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+@pytest.mark.integration
+def test_mlflow_holds_the_curves_search_space_best_trial_datasets_and_models(served_sweep):
+    uri, sweep_dir = served_sweep
+    client = MlflowClient(uri)
+    experiment_id, parent, children = _runs(client)
+    assert client.get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+    curves = pd.read_parquet(sweep_dir / "curves.parquet")
+    trials = pd.read_parquet(sweep_dir / "trials.parquet")
+    assert len(children) == 2 == len(trials)
+    for child in children:
+        mine = curves[curves["mlflow_run_id"] == child.info.run_id]
+        clean = mine[mine["attack"] == "clean"]["accuracy"].item()
+        for attack, points in mine[mine["attack"] != "clean"].groupby("attack"):
+            points = points.sort_values("eps")
+            assert points["eps"].iloc[0] == 0 and points["accuracy"].iloc[0] == clean  # from the origin
+            history = sorted(client.get_metric_history(child.info.run_id, f"robust_acc/{attack}"), key=lambda m: m.step)
+            assert [(m.step, m.value) for m in history] == [
+                (round(eps * EPS_STEP_SCALE), acc) for eps, acc in zip(points["eps"], points["accuracy"])]
+        (data,) = child.inputs.dataset_inputs
+        assert data.dataset.name == "digits" and len(data.dataset.digest) == 16
+        assert json.loads(data.dataset.profile)["splits"]["test"] == 359  # scikit-learn's digits: 20% of 1797
+        (output,) = child.outputs.model_outputs
+        assert client.get_logged_model(output.model_id).source_run_id == child.info.run_id
+    # The parent: what was searched, not the defaults it replaced; the best trial at the end.
+    searched = json.loads(open(client.download_artifacts(parent.info.run_id, SEARCH_SPACE_FILE)).read())["searched"]
+    assert {d["name"] for d in searched} == {"embed_dim", "lr"}
+    assert {"search.embed_dim", "search.lr"} <= set(parent.data.params)
+    assert not {"embed_dim", "lr"} & set(parent.data.params)
+    best = trials.sort_values("val_robust_acc", ascending=False).iloc[0]
+    assert parent.data.tags["best.trial_id"] == best["trial_id"]
+    assert parent.data.tags["best.run_id"] == best["mlflow_run_id"]
+    assert parent.data.metrics["best.test_robust_acc"] == best["robust_acc"]
+
+
+def _row_texts(page) -> list[str]:
+    """Each row of the runs table as text (its pinned and scrolled parts are separate elements)."""
+    return page.evaluate(
+        "(() => { const rows = {}; document.querySelectorAll('.ag-row').forEach(r => {"
+        " const i = r.getAttribute('row-index'); rows[i] = (rows[i] || '') + '\\n' + r.innerText; });"
+        " return Object.values(rows); })()")
+
+
+# The chart card of robust_acc/worst: each plotted run's (steps, values), once per run (MLflow
+# draws a run's line and its markers as two traces).
+WORST_CHART = (
+    "(() => { const cards = Array.from(document.querySelectorAll('[data-testid=experiment-view-compare-runs-card]'))"
+    ".filter(c => c.innerText.startsWith('robust_acc/worst\\n'));"
+    " const plot = cards.length === 1 && cards[0].querySelector('.js-plotly-plot');"
+    " if (!plot || !plot.data || !plot.data.length) return null;"
+    " return Object.fromEntries(plot.data.map(t => [t.name, Array.from(t.x).map((x, i) => [x, t.y[i]])])); })()")
+# Messages the MLflow UI itself causes on a healthy server: it asks who the user is (404 without
+# authentication), cancels its own superseded requests, and its resizing charts trip the
+# browser's ResizeObserver notice.
+BENIGN = (NO_AUTH_PROBE, "net::ERR_ABORTED", "ResizeObserver loop completed with undelivered notifications")
+
+
+def _keep(page, name: str, tmp_path: Path) -> Path:
+    """A screenshot of what is on screen; also into $ORCH_MLFLOW_SCREENSHOTS when set."""
+    path = tmp_path / name
+    page.screenshot(path, full_page=False)
+    if SCREENSHOTS:
+        shutil.copy(path, Path(SCREENSHOTS) / name)
+    return path
+
+
+@pytest.mark.integration
+def test_the_mlflow_ui_nests_the_trials_and_overlays_their_curves(served_sweep, tmp_path):
+    chromium = find_or_install_chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
+    uri, sweep_dir = served_sweep
+    experiment_id, parent, children = _runs(MlflowClient(uri))
+    names = sorted(c.info.run_name for c in children)
+    curves = pd.read_parquet(sweep_dir / "curves.parquet")
+    with open_page(chromium, width=1500, height=800) as page:
+        # MLflow 3.17 picks the view by a sidebar switch that this parameter sets.
+        page.navigate(f"{uri}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+        page.wait_until(f"document.body.innerText.includes('{SWEEP}') && document.querySelectorAll('.ag-row').length", 120)
+        assert "Model training" in page.evaluate("document.body.innerText")
+        assert not any(name in text for text in _row_texts(page) for name in names)  # folded under the sweep
+        page.evaluate("document.querySelectorAll('button[aria-label=\"Close\"]').forEach(b => b.click())")  # the assistant
+        page.evaluate("document.querySelector('.ag-row button[data-component-id*=runnamecellrenderer]').click()")
+        page.wait_until(" && ".join(f"document.body.innerText.includes('{name}')" for name in names), 60)
+        rows = {name: next(t for t in _row_texts(page) if name in t) for name in names}
+        for text in rows.values():  # the Dataset and Models columns
+            assert "digits" in text and "standard-small-cnn" in text, text
+        _keep(page, "runs-table.png", tmp_path)
+
+        page.evaluate("document.querySelector('input[name=\"runs-view-mode\"][value=\"CHART\"]').click()")
+        page.wait_until("!!document.querySelector('input[placeholder=\"Search metric charts\"]')", 60)
+        page.evaluate("document.querySelector('input[placeholder=\"Search metric charts\"]').focus()")
+        page.send("Input.insertText", {"text": "robust_acc/worst"})
+        drawn = page.wait_until(WORST_CHART, 90)
+        assert sorted(drawn) == names  # the two nested trials, overlaid
+        for child in children:
+            worst = curves[(curves["mlflow_run_id"] == child.info.run_id) & (curves["attack"] == "worst")].sort_values("eps")
+            assert drawn[child.info.run_name] == [[round(e * EPS_STEP_SCALE), a] for e, a in zip(worst["eps"], worst["accuracy"])]
+        page.evaluate("document.querySelector('[data-testid=experiment-view-compare-runs-card] "
+                      "[data-component-id=fullscreen_button_chartcard]').click()")
+        page.wait_until("!!document.querySelector('[role=dialog] .js-plotly-plot .scatterlayer .trace')", 60)
+        time.sleep(1)  # the enlarged chart's entry animation
+        _keep(page, "curves.png", tmp_path)
+        errors = [e for e in page.errors() if not any(benign in e for benign in BENIGN)]
+    assert errors == []

@@ -1,4 +1,5 @@
 """Real local Ray, real SQLite MLflow store, real Parquet read back with pyarrow."""
+import json
 import math
 
 import pyarrow.parquet as pq
@@ -57,7 +58,12 @@ def test_mlflow_has_a_parent_and_one_child_per_trial_with_metrics(er_sweep):
         assert {"lambda", "prior", "embed_dim", "dataset"} <= set(child.data.params)
         assert child.data.params["compile"] == "True"
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"curve.json", "curve.csv", "checkpoint"} <= artifacts
+        assert {"curve.json", "curve.csv"} <= artifacts
+        (model,) = client.search_logged_models([experiment.experiment_id],
+                                               filter_string=f"source_run_id = '{child.info.run_id}'")
+        assert model.status == "READY" and {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+        (data,) = child.inputs.dataset_inputs
+        assert data.dataset.name == "digits" and json.loads(data.dataset.profile)["splits"]["test"] > 0
     assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} >= {"curves.parquet", "trials.parquet"}
 
 

@@ -22,6 +22,7 @@ from trainables.final_weights import BestEpoch, collapsed
 from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
 from trainables.protocol import CurvePoint, Protocol_, resolve_protocol
+from trainables.provenance import dataset_record
 from trainables.sanity import gap_metrics
 from trainables.selection import RUNG_METRIC, SEARCH_METRIC, STRONG_METRIC, strong_robust_accuracy
 
@@ -153,6 +154,8 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         history.append(dict(metrics))
         if keep_best:
             best.offer(metrics, method)
+        if epoch == first_epoch:  # once per run of this trial: what it trains and is tested on
+            metrics["data"] = dataset_record(config.data)
         result = None
         if epoch + 1 == config.train.epochs:
             evaluated_epoch = best.load_into(method) if keep_best else epoch + 1

@@ -23,6 +23,7 @@ from orchestrator.tracking import (EXPERIMENT_KIND_TAG, SEARCH_SPACE_FILE, TRAIN
                                    parent_params, search_space_record)
 from trainables.config import TrialConfig
 from trainables.evaluate import robustness_curve
+from trainables.selection import STRONG_METRIC
 from trainables.trial import build_method
 
 EPS_GRID = (0.1, 0.2)  # as a trial's protocol holds it: ε = 0 is never attacked
@@ -155,7 +156,7 @@ def test_mlflow_holds_the_curves_search_space_best_trial_datasets_and_models(ser
     assert {d["name"] for d in searched} == {"embed_dim", "lr"}
     assert {"search.embed_dim", "search.lr"} <= set(parent.data.params)
     assert not {"embed_dim", "lr"} & set(parent.data.params)
-    best = trials.sort_values("val_robust_acc", ascending=False).iloc[0]
+    best = trials.sort_values(STRONG_METRIC, ascending=False).iloc[0]
     assert parent.data.tags["best.trial_id"] == best["trial_id"]
     assert parent.data.tags["best.run_id"] == best["mlflow_run_id"]
     assert parent.data.metrics["best.test_robust_acc"] == best["robust_acc"]

@@ -278,3 +278,14 @@ def test_attack_through_an_imt_like_predict_is_at_least_the_base_transfer(digits
     assert only_transfer - only_through <= 2 * (only_transfer + only_through) ** 0.5
     assert input_grad(in_graph, ce_loss, x, y).eq(0).float().mean() > 0.3
     assert masked.float().mean() > through.float().mean() + 0.05
+
+
+def test_trades_adversary_takes_probabilities_as_its_target():
+    """TRADES' adversary passes the clean probabilities, not labels, to the gradient probe."""
+    from trainables.methods.trades import trades_adversary
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).eval()
+    x = torch.rand(8, 1, 4, 4)
+    x_adv = trades_adversary(net, x, 0.1, 3, None)
+    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(x_adv, x)

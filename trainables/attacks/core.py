@@ -164,7 +164,10 @@ def _probe(net: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor,
                     grad += step_grad
         logits = logits + sample.detach()
     logits = logits / eot
-    return _Probe(loss_fn(logits, y), logits.argmax(1) != y, grad / eot)
+    # y is a label per example for the evaluation attacks; a training adversary may pass another
+    # target (TRADES: the clean probabilities), for which "misclassified" has no meaning.
+    fooled = logits.argmax(1) != y if y.dim() == 1 else torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    return _Probe(loss_fn(logits, y), fooled, grad / eot)
 
 
 class _BestIterate:

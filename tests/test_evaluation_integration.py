@@ -18,7 +18,7 @@ def madry_standard(tmp_path_factory):
     result = CliRunner().invoke(main, [
         "sweep", "madry", "--trials", "1", "--epochs", "2", "--name", "std",
         "--eval-examples", "64", "--results-dir", str(tmp / "results"), "--tracking-uri", uri, *FAST,
-        "--eval", "standard"])
+        "--eval", "standard", "--set", "eval_sanity_examples=32", "--set", "eval_sanity_queries=100"])
     assert result.exit_code == 0, result.output + str(result.exception)
     return tmp / "results" / "std", uri, result
 

@@ -113,5 +113,7 @@ def test_three_sweeps_started_at_once_on_a_new_store_all_run(tmp_path):
     assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
     assert experiment.artifact_location == (tmp_path / "mlartifacts" / "orch-digits").as_uri()
     assert not (tmp_path / "mlruns").exists()
-    for child in children:
-        assert "checkpoint" in {a.path for a in client.list_artifacts(child.info.run_id)}
+    for child in children:  # each checkpoint a logged model, stored beside the database too
+        (output,) = child.outputs.model_outputs
+        model = client.get_logged_model(output.model_id)
+        assert model.artifact_location.startswith(experiment.artifact_location)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# filelock comes with torch (one of its dependencies), so it is always installed with orch.
 from filelock import FileLock
 
 ARTIFACTS_DIR = "mlartifacts"

@@ -298,6 +298,8 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
     sweep_dir = Path(results_dir) / name
     if sweep_dir.exists() and saved is None:
         raise BadInput(f"{sweep_dir} already exists; pick another --name (or continue it with --resume)")
+    if saved is not None:
+        _check_tune_state(storage, sweep_dir, name)
     tracking_uri = tracking_uri or default_tracking_uri()
     try:
         fixed = parse_sets(sets, method)
@@ -326,6 +328,17 @@ def _validated_request(method, dataset, data_dir, model, trials, epochs, gpus, g
         checkpoint_every_s=checkpoint_every_s, scheduler=scheduler,
         resume=saved, where=where, objective=objective, seeds=seeds,
     )
+
+
+def _check_tune_state(storage: str | None, sweep_dir: Path, name: str) -> None:
+    """Before Ray starts and Tune unpickles the sweep's saved state: could anyone else have written it?"""
+    from orchestrator.preconditions import PreconditionFailed, check_tune_state_trusted
+    from orchestrator.storage import default_storage, normalise
+
+    try:
+        check_tune_state_trusted(normalise(storage or default_storage(sweep_dir)), name)
+    except PreconditionFailed as error:
+        raise BadInput(str(error)) from None
 
 
 def _default_cpus_per_trial(address: str | None, trials: int, gpus: float | None,

@@ -1,10 +1,12 @@
 """File-system preconditions, checked before anything is created: the folders a sweep will write
-into, the data it will read, and what `orch evaluate` was pointed at. Checking writes nothing;
-in particular reading a run never creates a tracking store."""
+into, the data it will read, what `orch evaluate` was pointed at, and who could have written the
+Tune state a `--resume` unpickles. Checking writes nothing; in particular reading a run never
+creates a tracking store."""
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -47,6 +49,61 @@ def check_local_storage(storage: str | None) -> None:
     cluster's business (checked against its nodes later)."""
     if storage and ("://" not in storage or storage.startswith("file://")):
         check_output_folder("--storage", storage.removeprefix("file://"))
+
+
+# What Tune (ray/tune 2.60) unpickles when it restores an experiment folder: tuner.pkl
+# (Tuner.restore), the newest experiment_state-*.json (each trial is a cloudpickle inside it), and,
+# after copying every .json and .pkl of the folder to its staging folder, searcher-state-*.pkl,
+# search_gen_state-*.json and callback-states-*.pkl. A trial folder ("*/") gets an error.pkl when
+# its trial fails, unpickled for the sweep's results.
+TUNE_STATE_GLOBS = ("*.pkl", "*.json", "*/", "*/*.pkl")
+
+
+def check_tune_state_trusted(storage: str, name: str) -> None:
+    """Like ssh's StrictModes, for `--resume` with a local --storage: Tune runs whatever code a
+    pickle in its saved state asks for, so each such file, and each folder from --storage down to
+    it (whoever can write a folder can swap what is in it), must be owned by this user (or root,
+    who can write anything anyway) and writable by no one else. A bucket's policy is its own
+    guard (README: the cluster's role alone may write --storage)."""
+    if "://" in storage:
+        return
+    root = Path(storage)
+    untrusted = [(path, problem) for path in _tune_state_paths(root, root / name)
+                 if (problem := _write_access_problem(path))]
+    if not untrusted:
+        return
+    path, (problem, command, change) = untrusted[0]
+    fix = f"{command} {change} {_shown(path)}"
+    if len(untrusted) > 1:  # e.g. a umask of 002 left the whole tree group-writable
+        problem += f" (and {len(untrusted) - 1} more paths under {_shown(root)})"
+        fix = f"{command} -R {change} {_shown(root)}"
+    raise PreconditionFailed(f"--resume: {_shown(path)} {problem}, so someone else could make orch "
+                             f"run code when Tune unpickles its saved state; if you trust it: {fix}")
+
+
+def _tune_state_paths(root: Path, experiment: Path) -> list[Path]:
+    """The state files Tune unpickles, the trial folders, and the folders from `root` down to
+    them, top first (so the refusal names the folder whose fix matters most)."""
+    files = {path for pattern in TUNE_STATE_GLOBS for path in experiment.glob(pattern)}
+    folders = {folder for path in files for folder in path.parents if folder.is_relative_to(root)}
+    return sorted(files | folders, key=lambda path: (len(path.parts), path))
+
+
+def _write_access_problem(path: Path) -> tuple[str, str, str] | None:
+    """(what is wrong, the command and the change that fix it) when someone besides this user
+    may write `path`."""
+    info = path.stat()
+    if info.st_uid not in (os.getuid(), 0):
+        return f"is owned by uid {info.st_uid}, not by you", "chown", str(os.getuid())
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "is writable by group or others", "chmod", "go-w"
+    return None
+
+
+def _shown(path: Path) -> Path:
+    """`path` as the user likely typed it: relative to the current folder when under it."""
+    cwd = Path.cwd()
+    return path.relative_to(cwd) if path.is_relative_to(cwd) else path
 
 
 @dataclass(frozen=True)

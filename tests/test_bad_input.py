@@ -1,7 +1,10 @@
 """README's "Bad input" table, run: every refused input exits 2 with exactly the table's one
 line on stderr and writes nothing (no sweep folder, no mlflow.db, no mlruns/, no file a crafted
-checkpoint asks to create). The table is parsed from README.md, so it cannot drift from the code."""
+checkpoint or Tune state asks to create). The table is parsed from README.md, so it cannot drift
+from the code."""
+import os
 import pathlib
+import pickle
 import shlex
 from pathlib import Path
 
@@ -43,6 +46,24 @@ def _npz(path: Path, x_train=None, y_train=None, x_test=None, y_test=None) -> No
              x_test=images[:10] if x_test is None else x_test, y_test=labels[:10] if y_test is None else y_test)
 
 
+def write_shared_sweep(folder: Path) -> Path:
+    """Sweep `shared` under results/ (default --storage), saved as if its driver had died, whose
+    Tune state someone else could have replaced: its tuner.pkl is the crafted pickle and
+    group-writable; the folders from --storage down are not, whatever the umask. Returns Tune's
+    experiment folder."""
+    from orchestrator.resume import SavedSweep, save_sweep
+
+    sweep = folder / "results" / "shared"
+    experiment = sweep / "ray" / "shared"
+    experiment.mkdir(parents=True)
+    for storage_folder in (sweep / "ray", experiment):
+        storage_folder.chmod(0o755)
+    save_sweep(sweep, SavedSweep({"method": "madry"}, "0", "0" * 32))
+    (experiment / "tuner.pkl").write_bytes(pickle.dumps(CraftedPickle()))
+    (experiment / "tuner.pkl").chmod(0o664)
+    return experiment
+
+
 def write_fixtures(folder: Path) -> None:
     """The bad files the table's commands name, built in the test's working folder."""
     labels = np.arange(40) % 10
@@ -70,6 +91,7 @@ def write_fixtures(folder: Path) -> None:
     (folder / "random" / "state.pt").write_bytes(np.random.default_rng(0).bytes(4096))
     (folder / "empty-folder").mkdir()
     (folder / "a-file").write_text("not a folder\n")
+    write_shared_sweep(folder)
 
 
 def listing(folder: Path) -> list[str]:
@@ -90,7 +112,8 @@ CASES = readme_cases()
 def test_the_table_lists_the_issues_cases():
     commands = " ".join(command for command, _ in CASES)
     for needed in ("crafted", "random", "evaluate /nonexistent", "truncated.npz", "labels-255.npz",
-                   "labels-negative.npz", "nan-pixels.npz", "lambda=-1", "embed_dim=0", "--results-dir a-file"):
+                   "labels-negative.npz", "nan-pixels.npz", "lambda=-1", "embed_dim=0", "--results-dir a-file",
+                   "--resume"):
         assert needed in commands, needed
 
 
@@ -111,6 +134,73 @@ def test_the_crafted_checkpoint_runs_code_when_unpickled(tmp_path, monkeypatch):
     write_fixtures(tmp_path)
     torch.load(tmp_path / "crafted" / "state.pt", weights_only=False)
     assert (tmp_path / MARKER).exists()
+
+
+def test_the_crafted_tune_state_runs_code_when_tune_restores_it(tmp_path, monkeypatch):
+    """The --resume fixture is a real attack: Tune's own restore creates the marker file."""
+    from ray import tune
+
+    monkeypatch.chdir(tmp_path)
+    experiment = write_shared_sweep(tmp_path)
+    with pytest.raises(Exception):  # the unpickled "state" is not a dict
+        tune.Tuner.restore(str(experiment), lambda config: None)
+    assert (tmp_path / MARKER).exists()
+
+
+def _untrusted(storage: Path, name: str) -> str:
+    from orchestrator.preconditions import PreconditionFailed, check_tune_state_trusted
+
+    with pytest.raises(PreconditionFailed) as refusal:
+        check_tune_state_trusted(str(storage), name)
+    return str(refusal.value)
+
+
+def test_resume_refuses_tune_state_under_a_folder_others_may_write(tmp_path, monkeypatch):
+    """A folder between --storage and the state counts: whoever writes it can swap the state."""
+    monkeypatch.chdir(tmp_path)
+    experiment = write_shared_sweep(tmp_path)
+    (experiment / "tuner.pkl").chmod(0o644)
+    experiment.parent.chmod(0o777)
+    assert _untrusted(experiment.parent, "shared") == (
+        "--resume: results/shared/ray is writable by group or others, so someone else could make "
+        "orch run code when Tune unpickles its saved state; if you trust it: chmod go-w results/shared/ray")
+
+
+def test_resume_names_the_first_of_many_untrusted_paths_and_the_fix_for_all(tmp_path, monkeypatch):
+    """A umask of 002 leaves every file and folder group-writable: one line, one command."""
+    monkeypatch.chdir(tmp_path)
+    experiment = write_shared_sweep(tmp_path)
+    (experiment / "trial_0").mkdir()
+    (experiment / "trial_0" / "error.pkl").write_bytes(pickle.dumps(None))
+    (experiment / "experiment_state-2026.json").write_text("{}")
+    for path in (experiment.parent, experiment, *experiment.rglob("*")):
+        path.chmod(path.stat().st_mode | 0o020)
+    assert _untrusted(experiment.parent, "shared") == (
+        "--resume: results/shared/ray is writable by group or others (and 5 more paths under "
+        "results/shared/ray), so someone else could make orch run code when Tune unpickles its "
+        "saved state; if you trust it: chmod -R go-w results/shared/ray")
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_resume_refuses_tune_state_another_user_owns(tmp_path):
+    experiment = write_shared_sweep(tmp_path)
+    state = experiment / "searcher-state-2026.pkl"
+    state.write_bytes(pickle.dumps(None))
+    os.chown(state, 4242, 4242)
+    (experiment / "tuner.pkl").chmod(0o644)
+    assert _untrusted(experiment.parent, "shared") == (
+        f"--resume: {state} is owned by uid 4242, not by you, so someone else could make orch run "
+        f"code when Tune unpickles its saved state; if you trust it: chown {os.getuid()} {state}")
+
+
+def test_resume_accepts_tune_state_only_its_owner_may_write(tmp_path):
+    from orchestrator.preconditions import check_tune_state_trusted
+
+    experiment = write_shared_sweep(tmp_path)
+    (experiment / "tuner.pkl").chmod(0o644)
+    check_tune_state_trusted(str(experiment.parent), "shared")
+    check_tune_state_trusted("s3://bucket/orch", "shared")  # the bucket's policy guards it
+    assert not (tmp_path / MARKER).exists()
 
 
 @pytest.mark.parametrize("method", sorted(SPACES))

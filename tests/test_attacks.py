@@ -23,6 +23,7 @@ from trainables.attacks import (
 from trainables.attacks.autoattack import _InputGradOnly
 from trainables.config import EvalConfig
 from trainables.evaluate import (
+    Budgets,
     Job,
     curve_points,
     evaluate_trial,
@@ -134,7 +135,7 @@ def test_worst_case_is_per_example():
         Job("pgd-l2", 0.1): torch.tensor([False, False, False, False]),
     }
     assert worst_case(results, clean)[0.1].tolist() == [False, False, True, False]
-    curve = curve_points(list(results), results, clean, AttackSettings())
+    curve = curve_points(list(results), results, clean, Budgets.uniform(AttackSettings()))
     accuracy = {p.attack: p.accuracy for p in curve}
     assert accuracy == {"clean": 0.75, "fgsm": 0.5, "pgd": 0.5, "worst": 0.25, "pgd-l2": 0.0}
 

@@ -3,13 +3,16 @@ On a model where every attack finds the exact worst case, that shortcut must giv
 exactly what attacking every example at every ε gives, while attacking fewer of them."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 from trainables.attacks import AttackSettings
 from trainables.data import Split
-from trainables.evaluate import _Attacker, plan, worst_case
+from trainables.attacks import ATTACKS
+from trainables.evaluate import Budgets, Job, _Attacker, curve_points, plan, worst_case
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -55,7 +58,7 @@ def evaluate(net: nn.Module, split: Split, nested: bool):
     counted = Counted(net)
     jobs = plan("standard", GRID)  # FGSM, PGD, CW at every ε (AutoAttack needs 4+ classes)
     torch.manual_seed(0)
-    clean, results = _Attacker(counted, None, AttackSettings(steps=10, restarts=2)).run(
+    clean, results = _Attacker(counted, None, Budgets.uniform(AttackSettings(steps=10, restarts=2))).run(
         jobs, split, nested=nested)
     return clean, results, counted.examples
 
@@ -71,3 +74,43 @@ def test_nested_balls_give_the_full_computation_at_less_cost(linear, two_digits)
     assert worst[GRID[0]].float().mean() > 0.5 > worst[GRID[-1]].float().mean()
     assert nested_cost < 0.8 * full_cost
 
+
+
+def test_autoattack_only_attacks_the_points_every_attack_before_it_left_standing(
+        linear, two_digits, monkeypatch):
+    """AutoAttack is the cascade's last stage at its ε: it sees only the points FGSM, PGD and CW
+    there (and every attack at a smaller ε, on its own series) left robust, and its curve point is
+    the worst case over them and itself."""
+    seen = []
+    real = ATTACKS.get("autoattack")
+
+    def recording(net, x, y, eps, settings):
+        seen.append(len(x))
+        return x  # a stage that finds nothing: its point must still be the worst case so far
+
+    monkeypatch.setitem(ATTACKS._entries, "autoattack", replace(real, craft=recording))
+    target = 0.1
+    jobs = plan("standard", GRID, target)
+    torch.manual_seed(0)
+    clean, results = _Attacker(linear, None, Budgets.uniform(AttackSettings(steps=10))).run(
+        jobs, two_digits)
+    before = clean.clone()
+    for job in jobs:
+        if job.eps == target and job.attack != "autoattack":
+            before &= results[job]
+    assert 0 < before.sum() < clean.sum()  # the attacks before it broke some points, not all
+    assert seen == [int(before.sum())]
+    assert torch.equal(results[Job("autoattack", target)], before)
+
+
+def test_restarts_are_spent_at_the_target_eps_only():
+    """The strong budget (restarts) at the target ε, the grid's elsewhere; each curve point
+    records the budget it was measured with."""
+    strong, grid = AttackSettings(steps=20, restarts=5), AttackSettings(steps=20, restarts=1)
+    budgets = Budgets(strong, grid, target_eps=0.1)
+    jobs = [Job("pgd", 0.05), Job("pgd", 0.1), Job("cw", 0.1), Job("pgd-l2", 0.1)]
+    assert [budgets.at(job).restarts for job in jobs] == [1, 5, 5, 1]
+    results = {job: torch.tensor([True, False]) for job in jobs}
+    curve = curve_points(jobs, results, torch.tensor([True, True]), budgets)
+    restarts = {(p.attack, p.eps): p.restarts for p in curve if p.attack not in ("clean", "worst")}
+    assert restarts == {("pgd", 0.05): 1, ("pgd", 0.1): 5, ("cw", 0.1): 5, ("pgd-l2", 0.1): 1}

@@ -2,8 +2,8 @@
 
 Profiles (`EvalConfig.eval_profile`), each adding to the one before:
     quick     clean, FGSM and PGD-L∞ (eval_steps, eval_restarts) at every ε of the grid
-    standard  + CW-L∞ at every ε; PGD and CW with max(eval_restarts, eval_strong_restarts)
-              restarts; AutoAttack (`autoattack_version`) at the target ε
+    standard  + CW-L∞ at every ε; at the target ε PGD and CW get max(eval_restarts,
+              eval_strong_restarts) restarts, and AutoAttack (`autoattack_version`) runs
     full      + MIM, Square (eval_square_queries) and PGD-L2 (ε₂ = scale·ε) at every ε
 Any profile given a `surrogate` adds a transfer attack (PGD on it, scored on the method) at
 every ε; `run_trial` gives one in standard and full (`trial.standard_surrogate`).
@@ -17,7 +17,10 @@ classifier `method.model` and scored on `predict` (path="base": the non-adaptive
 papers report), and that counts in the worst case too.
 
 Attacks only run on the examples classified correctly without attack: the others are
-non-robust at every ε anyway (the adversary may return x itself).
+non-robust at every ε anyway (the adversary may return x itself). AutoAttack, itself a cascade
+over still-robust points, is the last stage of one: it attacks only the points every attack
+before it at its ε left robust, so its curve point is the worst case over those attacks and
+AutoAttack (never above AutoAttack alone), and its cost is that of the points still standing.
 """
 from __future__ import annotations
 
@@ -74,6 +77,24 @@ class Job:
     path: str = "predict"
 
 
+@dataclass(frozen=True)
+class Budgets:
+    """The attack settings of each curve point: `strong` (restarts) at the target ε, where the
+    headline number is measured, `grid` at the other ε, whose points only draw the curve."""
+
+    strong: AttackSettings
+    grid: AttackSettings
+    target_eps: float | None = None
+
+    @classmethod
+    def uniform(cls, settings: AttackSettings) -> "Budgets":
+        return cls(settings, settings)
+
+    def at(self, job: Job) -> AttackSettings:
+        on_target = job.eps == self.target_eps and ATTACKS.get(job.attack).norm == "Linf"
+        return self.strong if on_target else self.grid
+
+
 def accuracy(net: nn.Module, split: Split, batch_size: int = 512) -> float:
     with eval_mode(net):
         return _correct_all(net, split, batch_size).float().mean().item()
@@ -82,7 +103,7 @@ def accuracy(net: nn.Module, split: Split, batch_size: int = 512) -> float:
 def pgd_accuracy(net: nn.Module, split: Split, eps: float, steps: int,
                  restarts: int = 1, batch_size: int = 512) -> float:
     settings = AttackSettings(steps=steps, restarts=restarts)
-    return _Attacker(net, net, settings, batch_size).accuracy(Job("pgd", eps), split)
+    return _Attacker(net, net, Budgets.uniform(settings), batch_size).accuracy(Job("pgd", eps), split)
 
 
 def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
@@ -95,9 +116,9 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
                          f"known: {', '.join(PROFILES)}")
     device = next(method.parameters()).device
     split = test_split.head(eval_cfg.eval_examples).to(device)
-    settings = attack_settings(eval_cfg, surrogate)
     base = method.model if getattr(method, "changes_inference", False) else None
     target = min(protocol.eps_grid, key=lambda e: abs(e - protocol.target_eps))
+    budgets = attack_budgets(eval_cfg, target, surrogate)
     jobs = plan(eval_cfg.eval_profile, protocol.eps_grid, target,
                 l2_eps_scale(eval_cfg, split.x[0].numel()), base is not None, surrogate is not None)
     devices = [device] if device.type == "cuda" else []
@@ -105,9 +126,9 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
     # own random stream is left as it was.
     with torch.random.fork_rng(devices=devices), eval_mode(method):
         torch.manual_seed(EVAL_SEED)
-        attacker = _Attacker(method, base, settings)
+        attacker = _Attacker(method, base, budgets)
         clean, results = attacker.run(jobs, split, nested=eval_cfg.eval_nested)
-        curve = curve_points(jobs, results, clean, settings)
+        curve = curve_points(jobs, results, clean, budgets)
         measurements = attacker.measure(split, clean, results, eval_cfg.eval_sanity_examples,
                                         target, LARGE_EPS.get(family),
                                         eval_cfg.eval_sanity_queries)
@@ -122,14 +143,18 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
     )
 
 
-def attack_settings(cfg: EvalConfig, surrogate: nn.Module | None = None) -> AttackSettings:
-    restarts = cfg.eval_restarts
-    if cfg.eval_profile != "quick":
-        restarts = max(restarts, cfg.eval_strong_restarts)
-    return AttackSettings(steps=cfg.eval_steps, restarts=restarts, eot=cfg.eval_eot_samples,
-                          square_queries=cfg.eval_square_queries,
+def attack_budgets(cfg: EvalConfig, target_eps: float,
+                   surrogate: nn.Module | None = None) -> Budgets:
+    """eval_restarts everywhere in `quick`; beyond it, eval_strong_restarts at the target ε
+    (restarts are the evaluation's largest multiplier, and only the headline needs them)."""
+    grid = AttackSettings(steps=cfg.eval_steps, restarts=cfg.eval_restarts,
+                          eot=cfg.eval_eot_samples, square_queries=cfg.eval_square_queries,
                           autoattack_version=cfg.autoattack_version, seed=EVAL_SEED,
                           surrogate=surrogate)
+    if cfg.eval_profile == "quick":
+        return Budgets.uniform(grid)
+    return Budgets(replace(grid, restarts=max(cfg.eval_restarts, cfg.eval_strong_restarts)), grid,
+                   target_eps)
 
 
 def l2_eps_scale(cfg: EvalConfig, input_dim: int) -> float:
@@ -170,7 +195,7 @@ def worst_case(results: Mapping[Job, torch.Tensor], clean: torch.Tensor,
 
 
 def curve_points(jobs: list[Job], results: Mapping[Job, torch.Tensor], clean: torch.Tensor,
-                 settings: AttackSettings) -> list[CurvePoint]:
+                 budgets: Budgets) -> list[CurvePoint]:
     """Clean, then per ε the jobs in order followed by the worst case."""
     n = len(clean)
     worst = worst_case(results, clean)
@@ -178,7 +203,7 @@ def curve_points(jobs: list[Job], results: Mapping[Job, torch.Tensor], clean: to
     points = [CurvePoint("clean", "none", 0.0, 0, 0, n, _mean(clean))]
     for i, job in enumerate(jobs):
         attack = ATTACKS.get(job.attack)
-        steps, restarts = attack.budget(settings)
+        steps, restarts = attack.budget(budgets.at(job))
         points.append(CurvePoint(job.attack, attack.norm, job.eps, steps, restarts, n,
                                  _mean(results[job]), job.path))
         if last_linf.get(job.eps) == i:
@@ -189,11 +214,11 @@ def curve_points(jobs: list[Job], results: Mapping[Job, torch.Tensor], clean: to
 def robustness_curve(net: nn.Module, split: Split, eps_grid: tuple[float, ...], pgd_steps: int,
                      pgd_restarts: int = 1, batch_size: int = 512) -> list[CurvePoint]:
     """The quick profile's curve without the sanity checks: clean, FGSM, PGD-L∞ and worst."""
-    settings = AttackSettings(steps=pgd_steps, restarts=pgd_restarts)
+    budgets = Budgets.uniform(AttackSettings(steps=pgd_steps, restarts=pgd_restarts))
     jobs = plan("quick", eps_grid)
     with eval_mode(net):
-        clean, results = _Attacker(net, None, settings, batch_size).run(jobs, split)
-    return curve_points(jobs, results, clean, settings)
+        clean, results = _Attacker(net, None, budgets, batch_size).run(jobs, split)
+    return curve_points(jobs, results, clean, budgets)
 
 
 def worst_at(points: list[CurvePoint], eps: float) -> float:
@@ -206,9 +231,10 @@ class _Attacker:
     """Runs evaluation attacks batch by batch, crafted on `method` (or on `base` for
     path="base") and always scored on `method`; keeps the largest `ball_excess` seen."""
 
-    def __init__(self, method: nn.Module, base: nn.Module | None, settings: AttackSettings,
+    def __init__(self, method: nn.Module, base: nn.Module | None, budgets: Budgets,
                  batch_size: int = 512):
-        self.method, self.base, self.settings, self.batch_size = method, base, settings, batch_size
+        self.method, self.base, self.budgets, self.batch_size = method, base, budgets, batch_size
+        self.settings = budgets.strong  # the sanity measurements' reference budget
         self.excess = torch.zeros(())
 
     def run(self, jobs: list[Job], split: Split,
@@ -220,16 +246,25 @@ class _Attacker:
         every larger ε and is not attacked there again; only the examples it has not fooled yet
         are. Each attack's accuracy is thus the best it achieved with any budget up to ε, and the
         worst case over attacks is unchanged except that it, too, never rises with ε.
-        nested=False attacks every clean-correct example at every ε (the tests compare both)."""
+        nested=False attacks every clean-correct example at every ε (the tests compare both).
+
+        AutoAttack (kind "ensemble") only attacks the points every L∞ attack before it at its ε
+        left robust (see the module docstring)."""
         clean = _correct_all(self.method, split, self.batch_size)
         results: dict[Job, torch.Tensor] = {}
         fooled: dict[tuple[str, str], torch.Tensor] = {}  # (attack, path) -> fooled at a smaller ε
-        for job in sorted(jobs, key=lambda j: j.eps):
+        standing: dict[float, torch.Tensor] = {}  # L∞ ε -> robust to every attack run there so far
+        for job in sorted(jobs, key=lambda j: j.eps):  # stable: plan order within an ε
+            attack = ATTACKS.get(job.attack)
             series = (job.attack, job.path)
             fooled_before = fooled.get(series, torch.zeros_like(clean))
             candidates = clean & ~fooled_before if nested else clean
+            if attack.kind == "ensemble":
+                candidates = candidates & standing.get(job.eps, clean)
             results[job] = self.correct_under(job, split, candidates)
             fooled[series] = fooled_before | (clean & ~results[job])
+            if attack.norm == "Linf":
+                standing[job.eps] = standing.get(job.eps, clean) & results[job]
         return clean, {job: results[job] for job in jobs}
 
     def correct_under(self, job: Job, split: Split, candidates: torch.Tensor,
@@ -241,7 +276,7 @@ class _Attacker:
         still_correct = torch.zeros_like(candidates)
         for idx in candidates.nonzero().squeeze(1).split(self.batch_size):
             x, y = split.x[idx], split.y[idx]
-            x_adv = attack(crafting, x, y, job.eps, settings or self.settings)
+            x_adv = attack(crafting, x, y, job.eps, settings or self.budgets.at(job))
             excess = ball_excess(x_adv, x, attack.norm, job.eps).cpu()
             self.excess = torch.maximum(self.excess, excess)
             still_correct[idx] = correct(self.method, x_adv, y)

@@ -44,11 +44,11 @@ PRESETS = {
     # Batches of 50 (Madry et al.'s MNIST batch): at ε 0.3 a model first sits at chance, and
     # 4 epochs of 128-batches (225 steps) leave madry there longer than 4 epochs of 50 (576).
     "mnist-cpu": Preset(
-        dataset="npz", model="small-cnn", epochs=4, claims="mnist", eval_examples=500,
+        dataset="npz", model="small-cnn", epochs=4, claims="mnist", eval_examples=200,
         sets={"target_eps": "0.3", "train_steps": "10", "eval_steps": "20", "batch_size": "50"},
         needs_data_dir=True,
         summary="10,000 real MNIST digits from an .npz (--data-dir), small-cnn, ε 0.3, PGD-10 "
-                "training, batches of 50, 4 epochs, 500 test points"),
+                "training, batches of 50, 4 epochs, 200 test points"),
     "mnist": Preset(
         dataset="mnist", model="lenet", epochs=50, claims="mnist", eval_examples=1000,
         sets={"target_eps": "0.3", "train_steps": "40", "train_step_size": "0.01",

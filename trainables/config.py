@@ -70,7 +70,7 @@ class EvalConfig:
     val_strong_restarts: int = 2
     # The final evaluation (see trainables.evaluate and trainables.sanity).
     eval_profile: str = "quick"  # quick | standard | full
-    eval_strong_restarts: int = 5  # PGD/CW restarts in the standard and full profiles
+    eval_strong_restarts: int = 5  # PGD/CW restarts at the target ε in the standard and full profiles
     eval_l2_eps_scale: float = 0.0  # PGD-L2 radius = scale * L∞ ε; 0: sqrt(input dim) / 4
     eval_square_queries: int = 1000  # Square's queries per example (full profile)
     eval_eot_samples: int = 1  # gradients averaged per attack step (EOT); > 1: randomised defense

@@ -70,8 +70,9 @@ def main() -> None:
               help="Train every configuration with K seeds (--seed, --seed+1, ...): --trials x K trials; "
                    "Optuna sees the mean, results show mean ± std.")
 @click.option("--eval", "eval_profile", default="standard", show_default=True,
-              help="Final test evaluation. standard: clean, FGSM, PGD and CW-L∞ with restarts over "
-                   "the ε grid and AutoAttack at the target ε. quick: no CW, no restarts, no "
+              help="Final test evaluation. standard: clean, FGSM, PGD, CW-L∞ and a transfer attack "
+                   "over the ε grid; at the target ε PGD and CW with restarts, then AutoAttack on "
+                   "the points still robust. quick: no CW, no restarts, no "
                    "AutoAttack (its robust accuracy is labelled an upper bound). full: adds PGD-L2, "
                    "MIM, Square (and transfer) over the grid. Sanity checks run in every profile.")
 @click.option("--eval-examples", default=1000, show_default=True, type=int,

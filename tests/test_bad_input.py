@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from orchestrator.cli import main
-from orchestrator.validation import space_values, string_choices, value_problem
+from orchestrator.sweep.space import space_values, string_choices, value_problem
 from trainables.config import TrialConfig
 from search_spaces import SPACES, get_space
 
@@ -51,7 +51,7 @@ def write_shared_sweep(folder: Path) -> Path:
     Tune state someone else could have replaced: its tuner.pkl is the crafted pickle and
     group-writable; the folders from --storage down are not, whatever the umask. Returns Tune's
     experiment folder."""
-    from orchestrator.resume import SavedSweep, save_sweep
+    from orchestrator.sweep.resume import SavedSweep, save_sweep
 
     sweep = folder / "results" / "shared"
     experiment = sweep / "ray" / "shared"
@@ -148,7 +148,7 @@ def test_the_crafted_tune_state_runs_code_when_tune_restores_it(tmp_path, monkey
 
 
 def _untrusted(storage: Path, name: str) -> str:
-    from orchestrator.preconditions import PreconditionFailed, check_tune_state_trusted
+    from orchestrator.sweep.preconditions import PreconditionFailed, check_tune_state_trusted
 
     with pytest.raises(PreconditionFailed) as refusal:
         check_tune_state_trusted(str(storage), name)
@@ -194,7 +194,7 @@ def test_resume_refuses_tune_state_another_user_owns(tmp_path):
 
 
 def test_resume_accepts_tune_state_only_its_owner_may_write(tmp_path):
-    from orchestrator.preconditions import check_tune_state_trusted
+    from orchestrator.sweep.preconditions import check_tune_state_trusted
 
     experiment = write_shared_sweep(tmp_path)
     (experiment / "tuner.pkl").chmod(0o644)
@@ -247,7 +247,8 @@ def test_report_notes_a_crafted_best_checkpoint_instead_of_loading_it(tmp_path, 
     skipped with a note, and nothing in it runs."""
     import pandas as pd
 
-    from orchestrator.report import Sweeps, latent_rows
+    from orchestrator.report.latent import latent_rows
+    from orchestrator.report.load import Sweeps
 
     monkeypatch.chdir(tmp_path)
     write_fixtures(tmp_path)

@@ -84,7 +84,7 @@ def test_methods_command_lists_spaces_and_defaults():
 
 
 def test_resume_refuses_flags_that_change_the_sweep(tmp_path, monkeypatch):
-    from orchestrator.resume import SavedSweep, save_sweep
+    from orchestrator.sweep.resume import SavedSweep, save_sweep
 
     monkeypatch.chdir(tmp_path)
     sweep_dir = tmp_path / "results" / "s"

@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.params import parse_number, parse_sets
+from orchestrator.sweep.request import parse_number, parse_sets
 from trainables.config import ConfigError, TrialConfig, field_types
 from trainables.methods import METHODS
 

@@ -1,6 +1,6 @@
 """A trial gets the cores no other trial can use: --cpus-per-trial's default."""
-from orchestrator.cli import _default_cpus_per_trial
-from orchestrator.cluster import local_cluster
+from orchestrator.sweep.request import _default_cpus_per_trial
+from orchestrator.cluster.connect import local_cluster
 
 
 def test_a_lone_trial_gets_every_core_and_many_trials_share_them():

@@ -16,11 +16,13 @@ from mlflow.tracking import MlflowClient
 from cluster_helpers import MlflowServer
 from conftest import FAST
 from headless_chromium import find_or_install_chromium, open_page
-from orchestrator.callbacks import EPS_STEP_SCALE, curve_metrics, from_origin
+from orchestrator.records.results import from_origin
+from orchestrator.tracking.logger import EPS_STEP_SCALE, curve_metrics
 from orchestrator.cli import main
-from orchestrator.search import describe_space
-from orchestrator.tracking import (EXPERIMENT_KIND_TAG, SEARCH_SPACE_FILE, TRAINING_KIND, best_trial_record,
-                                   parent_params, search_space_record)
+from orchestrator.sweep.space import describe_space
+from orchestrator.sweep.run import SEARCH_SPACE_FILE
+from orchestrator.sweep.space import parent_params, search_space_record
+from orchestrator.tracking.runs import EXPERIMENT_KIND_TAG, TRAINING_KIND, best_trial_record
 from trainables.config import TrialConfig
 from trainables.evaluate import robustness_curve
 from trainables.selection import STRONG_METRIC

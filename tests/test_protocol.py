@@ -5,7 +5,7 @@ import math
 import optuna
 import pytest
 
-from orchestrator.search import first_points, search_space, space_dimensions
+from orchestrator.sweep.space import first_points, search_space, space_dimensions
 from trainables import TrialConfig, run_trial
 from trainables.data import DATASET_PROTOCOL, FAMILY_PROTOCOL, eps_scale
 from trainables.trial import resolve_protocol

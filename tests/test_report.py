@@ -20,9 +20,10 @@ from PIL import Image
 
 from conftest import FAST
 from headless_chromium import find_or_install_chromium, inspect_page
-from orchestrator import figures, parquet
+from orchestrator.records import parquet
+from orchestrator.report import draw as figures
 from orchestrator.cli import main
-from orchestrator.pareto import pareto_front
+from orchestrator.report.pareto import pareto_front
 
 # The sanity measurements run on every trial; a few points and queries keep them quick.
 SMALL = (*FAST, "--set", "eval_sanity_examples=32", "--set", "eval_sanity_queries=50", "--epochs", "1")

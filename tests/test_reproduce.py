@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from orchestrator import reproduce
+from orchestrator.report import reproduce
 from orchestrator.cli import main
-from orchestrator.cluster import local_cluster
-from orchestrator.reproduce import Preset
+from orchestrator.cluster.connect import local_cluster
+from orchestrator.report.reproduce import Preset
 from search_spaces import get_space
 
 # Two real sweeps with the standard evaluation (AutoAttack included): about a minute on a quiet

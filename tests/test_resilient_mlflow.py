@@ -6,7 +6,7 @@ import socket
 
 from mlflow.entities import Metric
 
-from orchestrator.resilient_mlflow import PLACEHOLDER_PREFIX, BufferedMlflow
+from orchestrator.tracking.client import PLACEHOLDER_PREFIX, BufferedMlflow
 
 
 def _closed_port() -> int:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST
-from orchestrator import parquet
+from orchestrator.records import parquet
 from orchestrator.cli import main
 from trainables.data import DATASET_PROTOCOL
 

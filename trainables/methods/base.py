@@ -44,6 +44,9 @@ class Method(nn.Module):
     Hparams: type = NoHparams
     description: str = ""
     paper: str = ""
+    # A baseline (no defense, PGD-AT, TRADES) rather than a latent-space regularizer: listed first
+    # by `orch reproduce` and `orch benchmark`.
+    baseline: bool = False
     # True when `predict` is not `model(x)` (e.g. ATLD's IMT). The evaluation then also reports
     # AutoAttack crafted on `model` alone (path="base") next to the attack through `predict`.
     # Wrap non-differentiable steps of `predict` in `trainables.attacks.bpda` so gradient attacks

@@ -11,6 +11,7 @@ from trainables.methods.base import Method, cross_entropy
 class Standard(Method):
     description = "no defense: cross-entropy on clean inputs"
     paper = "baseline"
+    baseline = True
 
     def __init__(self, model, hp, settings):
         super().__init__(model, hp, settings)
@@ -26,6 +27,7 @@ class Standard(Method):
 class Madry(Method):
     description = "PGD adversarial training: cross-entropy on PGD-L∞ examples"
     paper = "Madry et al., 2018"
+    baseline = True
 
     def __init__(self, model, hp, settings):
         super().__init__(model, hp, settings)

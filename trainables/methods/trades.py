@@ -52,6 +52,7 @@ class Trades(Method):
     Hparams = TradesHparams
     description = "TRADES: clean CE + β·KL between clean and adversarial predictions"
     paper = "Zhang et al., 2019"
+    baseline = True
 
     def __init__(self, model, hp: TradesHparams, settings):
         super().__init__(model, hp, settings)

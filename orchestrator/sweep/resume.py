@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import parquet
+from orchestrator.records import parquet
+from orchestrator.tracking.runs import child_runs
 
 SWEEP_FILE = "sweep.json"
 STUDY_FILE = "optuna.db"
@@ -80,20 +81,6 @@ def resumed_settings(given: dict[str, Any], explicit: set[str], saved: SavedSwee
     if given.get("address") or "address" not in saved.settings:
         settings["address"] = given.get("address")
     return settings
-
-
-def child_runs(client, experiment_id: str, parent_run_id: str) -> dict[str, Any]:
-    """trial_id -> the sweep's child run (MLflow is the record of which runs exist)."""
-    runs: dict[str, Any] = {}
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                                  max_results=1000, page_token=token)
-        for run in page:
-            runs.setdefault(run.data.tags.get("trial_id", run.info.run_id), run)
-        token = page.token
-        if not token:
-            return runs
 
 
 def reconcile(client, experiment_id: str, parent_run_id: str, sweep_dir: Path) -> list[str]:

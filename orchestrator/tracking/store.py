@@ -1,5 +1,5 @@
-"""The MLflow tracking store a sweep writes to: created once, under a lock, and its artifacts
-kept beside it.
+"""Where MLflow writes: the tracking URI (checked before anything runs, writing nothing), the
+store created once, under a lock, and new experiments' artifacts kept beside it.
 
 Creating a SQLite store runs MLflow's schema migrations (alembic); two processes doing that at
 once on a new file fail (`table _alembic_tmp_experiments already exists`). Sweeps started together
@@ -13,9 +13,55 @@ database instead; a tracking server keeps its own artifact root, a folder store 
 """
 from __future__ import annotations
 
+import os
+import urllib.error
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 from filelock import FileLock
+
+
+class TrackingUnreachable(RuntimeError):
+    pass
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Raise TrackingUnreachable unless MLflow can write there. Writes nothing."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        health = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(health, timeout=timeout_s) as response:
+                if response.status != 200:
+                    raise TrackingUnreachable(f"{health} answered HTTP {response.status}")
+        except (urllib.error.URLError, OSError) as error:
+            raise TrackingUnreachable(f"cannot reach MLflow tracking server {uri}: {error}") from None
+        return
+    if parsed.scheme == "sqlite":
+        db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+        if not db:
+            raise TrackingUnreachable(f"{uri}: expected sqlite:///path/to/file.db")
+        _check_writable_dir(Path(db).parent, uri)
+        return
+    if parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme else uri)
+        _check_writable_dir(path if path.exists() else path.parent, uri)
+        return
+    # Other schemes (databricks, postgresql, ...) are left to MLflow itself.
+
+
+def _check_writable_dir(folder: Path, uri: str) -> None:
+    folder = folder if str(folder) else Path(".")
+    if not folder.is_dir():
+        raise TrackingUnreachable(f"{uri}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise TrackingUnreachable(f"{uri}: folder {folder} is not writable")
+
 
 ARTIFACTS_DIR = "mlartifacts"
 SQLITE_PREFIX = "sqlite:///"

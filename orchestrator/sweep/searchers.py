@@ -1,4 +1,14 @@
-"""`--seeds K`: every configuration Optuna proposes is trained with K seeds.
+"""The searchers Tune asks for trials: Optuna (told PRUNED for a trial stopped early) and the
+seed repeater (`--seeds K`).
+
+Pruning. What Optuna is told about a trial (see trainables.selection for what the numbers are).
+
+A trial reports `search_robust_acc` every epoch, but only its last epoch's value comes from the
+strong attack. A trial the scheduler stopped early ends on a cheap-PGD value; told to Optuna as
+COMPLETE, that weak number would be compared with other trials' strong ones (and a masked
+configuration would look best). So such a trial is told PRUNED, which is what it was.
+
+Seeds. `--seeds K`: every configuration Optuna proposes is trained with K seeds.
 
 Design. The seed is an ordinary trial-config key (`seed`, a `TrainConfig` field), so a seed
 replicate is just another Tune trial: replicates run in parallel, are scheduled, checkpointed,
@@ -6,7 +16,7 @@ logged to MLflow and written to Parquet exactly like any trial. `SeedRepeater` w
 searcher: the first Tune trial of a group asks Optuna for a configuration, the next K−1 reuse it,
 and replicate i gets `seed = first_seed + i`. Optuna is told about the group once, when its last
 replicate ends, with the mean over the replicates that reached their last epoch (and so a strong
-value, see orchestrator.selection) — so it ranks configurations by their mean, not by a lucky
+value, see PruningOptunaSearch) — so it ranks configurations by their mean, not by a lucky
 seed. Every replicate's own numbers stay in Parquet (`config_id` groups them), where the report
 computes mean ± std per configuration. An early-stopping scheduler would judge replicates one by
 one (and a stopped replicate leaves the mean to fewer seeds), so `--seeds` defaults to FIFO
@@ -19,24 +29,29 @@ its groups.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.selection import is_final
+from orchestrator.records.results import SEED_KEY
 from trainables.selection import STRONG_METRIC
 
-SEED_KEY = "seed"
+
+def is_final(result: dict[str, Any] | None) -> bool:
+    """The result of a trial's last epoch: it carries the strong validation value."""
+    return bool(result) and STRONG_METRIC in result
 
 
-def config_id(config: dict[str, Any]) -> str:
-    """A short stable id of a configuration, the same for all its seed replicates."""
-    rest = {k: v for k, v in sorted(config.items()) if k != SEED_KEY}
-    return hashlib.sha1(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:8]
+class PruningOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna PRUNED (not COMPLETE with its last weak value) for a trial
+    that ended without a final result; a trial that raised stays FAIL."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # OptunaSearch tells PRUNED for no result and no error, FAIL for no result and an error.
+        super().on_trial_complete(trial_id, result if is_final(result) else None, error)
 
 
 @dataclass

@@ -1,31 +1,24 @@
-"""Driver-side Tune callbacks: MLflow (one child run per trial under the sweep's parent run),
-Parquet (the driver appends each trial's rows when it ends) and progress lines."""
+"""The MLflow logger: a driver-side Tune callback that keeps one child run per trial under the
+sweep's parent run (params, per-epoch metrics, the curve, the checkpoint as a logged model, the
+final status), writing through the resilient client."""
 from __future__ import annotations
 
 import json
 import math
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any
 
-import click
 from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, Metric, Param, RunTag
 from ray import tune
 
-from orchestrator import figures, parquet
-from orchestrator.resilient_mlflow import BufferedMlflow, is_transient, report_unlogged
-from orchestrator.seeds import SEED_KEY, config_id
-from trainables.evaluate import UPPER_BOUND_PROFILES
-from trainables.selection import RUNG_METRIC, STRONG_METRIC
+from orchestrator.records.results import (
+    SEED_KEY, SweepInfo, config_id, curve_of, epoch_metrics, error_line, final_weights_of, sanity_of)
+from orchestrator.report import draw
+from orchestrator.tracking.client import BufferedMlflow, is_transient, report_unlogged
+from orchestrator.tracking.runs import child_runs
 
-# Keys Tune adds to every result; they are bookkeeping, not our metrics.
-TUNE_KEYS = {
-    "timestamp", "time_this_iter_s", "time_total_s", "training_iteration", "pid", "hostname",
-    "node_ip", "time_since_restore", "iterations_since_restore", "done", "trial_id", "date",
-    "config", "checkpoint_dir_name", "should_checkpoint", "experiment_tag", "epoch",
-}
 # A trial's final checkpoint: a logged model tagged CHECKPOINT_TAG (sweeps before logged
 # models, and writes buffered while the server was away, put it under the run's artifact
 # CHECKPOINT_ARTIFACT).
@@ -35,53 +28,6 @@ CHECKPOINT_ARTIFACT = "checkpoint"
 # when a retried trial lands somewhere else.
 PLACEMENT_TAGS = {"node_id": "ray.node_id", "node_ip": "ray.node_ip", "pid": "ray.pid",
                   "cuda_visible_devices": "cuda_visible_devices"}
-
-
-@dataclass(frozen=True)
-class SweepInfo:
-    """What identifies a sweep's rows and runs."""
-
-    sweep: str
-    method: str
-    dataset: str
-    model: str
-    seed: int
-    epochs: int
-    trials: int  # Tune trials: configurations x seeds
-    objective: str = "robust"
-    eval_profile: str = "standard"
-
-    def profile_of(self, config: dict[str, Any]) -> str:
-        """The trial's final evaluation profile (`--set eval_profile=` may fix it per sweep)."""
-        return config.get("eval_profile", self.eval_profile)
-
-
-def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
-    return {
-        key: float(value) for key, value in result.items()
-        if key not in TUNE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
-    }
-
-
-def curve_of(result: dict[str, Any]) -> list[dict[str, Any]]:
-    return from_origin(json.loads(result["curve_json"])) if "curve_json" in result else []
-
-
-def from_origin(curve: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The curve with a point at ε = 0 for every attack (and the worst case): no perturbation is
-    the clean input, so its accuracy is the clean accuracy. The trial does not attack at ε = 0;
-    these points let every plotted curve start where the clean one does."""
-    clean = next((p["accuracy"] for p in curve if p["attack"] == "clean"), None)
-    if clean is None:
-        return curve
-    starts = {}  # the first point of each (attack, path): the origin copies its budget
-    for point in curve:
-        key = (point["attack"], point.get("path", "predict"))
-        if point["attack"] != "clean" and key not in starts:
-            starts[key] = point
-    has_origin = {(p["attack"], p.get("path", "predict")) for p in curve if p["eps"] == 0}
-    origins = [{**first, "eps": 0.0, "accuracy": clean} for key, first in starts.items() if key not in has_origin]
-    return curve[:1] + origins + curve[1:]
 
 
 # MLflow steps are integers: a curve point's step is round(ε × EPS_STEP_SCALE), so ε = 0.3 is
@@ -103,40 +49,6 @@ def curve_metrics(curve: list[dict[str, Any]], timestamp_ms: int, prefix: str = 
     accuracy is test_clean_acc, and every line's step 0."""
     return [Metric(prefix + curve_metric_name(p), float(p["accuracy"]), timestamp_ms,
                    round(p["eps"] * EPS_STEP_SCALE)) for p in curve if p["attack"] != "clean"]
-
-
-def error_line(trial: tune.experiment.Trial) -> str:
-    """The last line of the trial's traceback (`ExceptionType: message`)."""
-    # When on_trial_error runs, the error file may exist only in the driver's local trial folder.
-    local = Path(trial.error_file) if trial.error_file else None
-    text = local.read_text() if local is not None and local.is_file() else trial.get_error() or ""
-    lines = [line for line in str(text).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "trial failed (no error text)"
-
-
-def sanity_of(result: dict[str, Any]) -> dict[str, bool | None]:
-    return json.loads(result["sanity_json"]) if "sanity_json" in result else {}
-
-
-def sanity_columns(result: dict[str, Any]) -> dict[str, bool | None]:
-    """trials.parquet columns sanity_<check> (True/False, null when the check did not run)."""
-    return {f"sanity_{name}": value for name, value in sanity_of(result).items()}
-
-
-def failed_checks(result: dict[str, Any]) -> list[str]:
-    return [name for name, value in sanity_of(result).items() if value is False and name != "trusted"]
-
-
-def final_weights_of(result: dict[str, Any]) -> dict[str, Any]:
-    """Which weights a trial's test numbers belong to and whether its training collapsed
-    (trainables.final_weights): trials.parquet columns, and MLflow tags `orch.<key>`."""
-    return {key: result.get(key) for key in ("final_checkpoint", "evaluated_epoch", "collapsed")}
-
-
-def collapse_warning(trial_id: str, result: dict[str, Any]) -> str:
-    evaluated = "the last epoch's" if result["final_checkpoint"] == "last" else "the best validation epoch's"
-    return (f"[orch] WARNING trial {trial_id}: validation clean accuracy collapsed during training "
-            f"(collapsed=true); its test numbers are {evaluated} weights (epoch {result['evaluated_epoch']})")
 
 
 def placement_tags(result: dict[str, Any]) -> dict[str, str]:
@@ -180,8 +92,6 @@ class MlflowLogger(tune.Callback):
 
     def setup(self, **info):
         """A resumed sweep's trials already have runs: MLflow says which, so none is duplicated."""
-        from orchestrator.resume import child_runs
-
         runs = child_runs(self.client, self.experiment_id, self.parent_run_id)
         self.run_ids.update({trial_id: run.info.run_id for trial_id, run in runs.items()})
         self.recovered = {trial_id: run.info.status for trial_id, run in runs.items()}
@@ -221,7 +131,7 @@ class MlflowLogger(tune.Callback):
             "sweep": self.info.sweep, "method": self.info.method, "dataset": self.info.dataset,
             "model": self.info.model, "trial_id": trial.trial_id, "objective": self.info.objective,
             "eval_profile": self.info.profile_of(trial.config),
-            "orch.upper_bound": str(self.info.profile_of(trial.config) in UPPER_BOUND_PROFILES).lower(),
+            "orch.upper_bound": str(self.info.is_upper_bound(trial.config)).lower(),
             "config_id": config_id(trial.config), "seed": str(trial.config.get(SEED_KEY, self.info.seed)),
         }
         run = self.client.create_run(self.experiment_id, run_name=f"{self.info.sweep}/{trial.trial_id}",
@@ -264,7 +174,7 @@ class MlflowLogger(tune.Callback):
             csv_path.write_text("\n".join([",".join(columns)] + [
                 ",".join(str(p[c]) for c in columns) for p in curve]) + "\n")
             png_path = Path(folder) / "curve.png"
-            figures.save_png(figures.curve_figure(curve, title), png_path)
+            draw.save_png(draw.curve_figure(curve, title), png_path)
             self.client.log_artifact(run_id, str(json_path))
             self.client.log_artifact(run_id, str(csv_path))
             self.client.log_artifact(run_id, str(png_path))
@@ -319,102 +229,3 @@ class MlflowLogger(tune.Callback):
     def on_experiment_end(self, trials, **info):
         """Last chance for writes buffered while the server was away; the rest is reported."""
         report_unlogged(self.client.close())
-
-
-class ParquetRecorder(tune.Callback):
-    """Appends a trial's curve rows and its trials row when it ends, and prints progress."""
-
-    def __init__(self, sweep_dir: Path, info: SweepInfo, run_id_of: Callable[[str], str | None],
-                 out: TextIO | None = None):
-        self.sweep_dir = sweep_dir
-        self.info = info
-        self.run_id_of = run_id_of
-        self.out = out
-        self.started: dict[str, float] = {}
-        self.ended = 0
-        self.finished: set[str] = set()  # recorded FINISHED by an earlier driver of this sweep
-
-    def setup(self, **info):
-        """A resumed sweep counts the trials that ended before the driver died."""
-        trials_path = self.sweep_dir / parquet.TRIALS_FILE
-        rows = parquet.read_rows(trials_path) if trials_path.exists() else []
-        self.ended = len(rows)
-        self.finished = {r["trial_id"] for r in rows if r["status"] == "FINISHED"}
-
-    def _say(self, text: str) -> None:
-        click.echo(text, file=self.out)
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.started.setdefault(trial.trial_id, time.time())
-        self._say(f"[orch] trial {trial.trial_id} started: {_short(trial.config)}")
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        m = epoch_metrics(result)
-        self._say(f"[orch] trial {trial.trial_id} epoch {result.get('epoch', '?')}/{self.info.epochs}: "
-                  f"loss {m.get('loss', float('nan')):.3f}  val clean {m.get('val_clean_acc', float('nan')):.3f}"
-                  f"  val robust {m.get('val_robust_acc', float('nan')):.3f}")
-
-    def _identity(self, trial) -> dict[str, Any]:
-        return {
-            "sweep": self.info.sweep, "method": self.info.method, "trial_id": trial.trial_id,
-            "mlflow_run_id": self.run_id_of(trial.trial_id), "dataset": self.info.dataset,
-            "model": self.info.model, "seed": trial.config.get(SEED_KEY, self.info.seed),
-            "config_id": config_id(trial.config),
-            **parquet.hp_columns({k: v for k, v in trial.config.items() if k != SEED_KEY}),
-        }
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result or {}
-        identity = self._identity(trial)
-        curve = curve_of(result)
-        if curve and trial.trial_id in self.finished:
-            return  # recorded before the driver died; restoring it changed nothing
-        status = "FINISHED" if curve else "STOPPED"  # no curve: stopped before its last epoch
-        parquet.upsert(self.sweep_dir / parquet.CURVES_FILE,
-                       [{**identity, **point} for point in curve], "curves")
-        self._write_trial(trial, identity, status, result, error=None)
-        self.ended += 1
-        if status == "STOPPED":  # no test evaluation: the scheduler ended it before the last epoch
-            outcome = (f"stopped early by the scheduler after epoch {result.get('epoch', '?')}: "
-                       f"val robust {result.get('val_robust_acc', float('nan')):.3f}")
-        else:
-            outcome = (f"finished: test clean {result['test_clean_acc']:.3f}  "
-                       f"test robust {result['test_robust_acc']:.3f}")
-        self._say(f"[orch] trial {trial.trial_id} {outcome} ({self.ended}/{self.info.trials})")
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        error = error_line(trial)
-        self._write_trial(trial, self._identity(trial), "FAILED", trial.last_result or {}, error)
-        self.ended += 1
-        self._say(f"[orch] trial {trial.trial_id} FAILED ({self.ended}/{self.info.trials}): {error}")
-
-    def _write_trial(self, trial, identity, status, result, error) -> None:
-        row = {
-            **identity,
-            "status": status,
-            "clean_acc": result.get("test_clean_acc"),
-            "robust_acc": result.get("test_robust_acc"),
-            "val_robust_acc": result.get(RUNG_METRIC),
-            STRONG_METRIC: result.get(STRONG_METRIC),
-            "val_clean_acc": result.get("val_clean_acc"),
-            "target_eps": result.get("target_eps"),
-            "epochs_completed": result.get("epoch", 0),
-            "duration_s": time.time() - self.started.get(trial.trial_id, time.time()),
-            "checkpoint_uri": trial.checkpoint.path if trial.checkpoint is not None else None,
-            "error": error,
-            "autoattack_acc": result.get("test_autoattack_acc"),
-            "eval_profile": self.info.profile_of(trial.config),
-            "robust_is_upper_bound": self.info.profile_of(trial.config) in UPPER_BOUND_PROFILES,
-            **sanity_columns(result),
-            **final_weights_of(result),
-        }
-        parquet.upsert(self.sweep_dir / parquet.TRIALS_FILE, [row], "trials")
-        for check in failed_checks(result):
-            self._say(f"[orch] WARNING trial {trial.trial_id}: sanity check {check} failed; "
-                      "its robust accuracy is marked untrusted (sanity_trusted=false)")
-        if result.get("collapsed"):
-            self._say(collapse_warning(trial.trial_id, result))
-
-
-def _short(config: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config.items()))

@@ -8,19 +8,21 @@ are the sweep's own. This module holds the presets and writes the comparison.
 """
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from orchestrator import figures, parquet
-from orchestrator.report import (_present, _sanity_text, _target_eps, best_configurations,
-                                 configurations, load_sweeps, robust_vs_eps_series)
+from orchestrator import options
+from orchestrator.records import parquet
+from orchestrator.report import draw, html
+from orchestrator.report.figures import robust_vs_eps_series
+from orchestrator.report.load import best_configurations, configurations, load_sweeps, target_eps
+from orchestrator.report.text import present, sanity_text
+from search_spaces import SPACES, get_space
+from trainables.methods import METHODS
 
-METHODS = ("standard", "madry", "trades", "er-classifier", "atld", "afd", "tla", "adr")
 TABLE_FILE, CSV_FILE, HTML_FILE = "reproduce.md", "reproduce.csv", "reproduce.html"
 # Measured metric (trials.parquet / report column) -> the claim's key and the table's heading.
 COLUMNS = (("clean_acc", "clean", "clean"), ("pgd_acc", "pgd", "PGD"),
@@ -64,20 +66,21 @@ PRESETS = {
 }
 
 
-def sweep_settings(preset: Preset, method: str, results_dir: Path, *, data_dir: str | None,
-                   model: str | None, epochs: int | None, seeds: int, seed: int,
-                   sets: Sequence[str], tracking_uri: str | None, gpus: float | None,
-                   gpus_per_trial: float) -> dict[str, Any]:
+def methods() -> list[str]:
+    """Every registered method that has a search space: baselines first, then by name."""
+    return sorted((m for m in METHODS if m in SPACES), key=lambda m: (not METHODS.get(m).baseline, m))
+
+
+def sweep_settings(preset: Preset, method: str, results_dir: Path, *, model: str | None,
+                   epochs: int | None, sets: Sequence[str], **given: Any) -> dict[str, Any]:
     """The options of the `orch sweep` that reproduces `method` (one configuration: the paper's
-    defaults), as the sweep command would have parsed them."""
-    return dict(
-        method=method, dataset=preset.dataset, data_dir=data_dir, model=model or preset.model,
-        trials=1, epochs=epochs or preset.epochs, gpus=gpus, gpus_per_trial=gpus_per_trial,
-        cpus_per_trial=None, name=method, results_dir=str(results_dir), tracking_uri=tracking_uri,
-        seed=seed, sets=[*(f"{k}={v}" for k, v in preset.sets.items()), *sets], address=None,
-        storage=None, max_failures=0, checkpoint_every_s=10.0, scheduler="fifo", resume=False,
-        objective="robust", seeds=seeds, eval_profile="standard",
-        eval_examples=preset.eval_examples, compile_model=False, final_checkpoint="last")
+    defaults): every sweep option at its default, the preset's values, then `given` (the
+    reproduce command's own values of sweep options: --data-dir, --seeds, --gpus, ...)."""
+    return {**options.defaults(), "method": method, "dataset": preset.dataset,
+            "model": model or preset.model, "trials": 1, "epochs": epochs or preset.epochs,
+            "name": method, "results_dir": str(results_dir), "scheduler": "fifo",
+            "eval_examples": preset.eval_examples,
+            "sets": [*(f"{k}={v}" for k, v in preset.sets.items()), *sets], **given}
 
 
 def is_complete(sweep_dir: Path, seeds: int) -> bool:
@@ -101,8 +104,6 @@ class Row:
 
 def comparison_rows(root: Path, methods: Sequence[str], claims: str) -> list[Row]:
     """Per method with a finished trial under `root`: the measured numbers and its claim."""
-    from search_spaces import get_space
-
     dirs = [root / m for m in methods if (root / m / parquet.TRIALS_FILE).is_file()]
     configs = configurations(load_sweeps(dirs).trials) if dirs else None
     rows = []
@@ -113,7 +114,7 @@ def comparison_rows(root: Path, methods: Sequence[str], claims: str) -> list[Row
                     else (math.nan, math.nan) for metric, _, _ in COLUMNS}
         rows.append(Row(method, found[0]["n_seeds"] if found else 0, measured,
                         get_space(method).PAPER_CLAIMS.get(claims, {}),
-                        _sanity_text(found[0]) if found else "not run"))
+                        sanity_text(found[0]) if found else "not run"))
     return rows
 
 
@@ -155,9 +156,9 @@ def table_cells(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
 
 
 def _percent(mean: float, std: float) -> str:
-    if not _present(mean):
+    if not present(mean):
         return "—"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}" if _present(std) else f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}" if present(std) else f"{100 * mean:.1f}"
 
 
 def _claim(value: float | None) -> str:
@@ -173,7 +174,7 @@ def _write_csv(path: Path, rows: list[Row]) -> None:
                         + [f"paper_{key}_percent" for _, key, _ in COLUMNS]
                         + ["paper_model", "paper_source", "sanity"])
         for row in rows:
-            measured = [v if _present(v) else "" for m, _, _ in COLUMNS for v in row.measured[m]]
+            measured = [v if present(v) else "" for m, _, _ in COLUMNS for v in row.measured[m]]
             claimed = ["" if row.claim.get(key) is None else row.claim[key] for _, key, _ in COLUMNS]
             writer.writerow([row.method, row.seeds, *measured, *claimed,
                              row.claim.get("model") or "", row.claim.get("source") or "", row.sanity])
@@ -188,31 +189,13 @@ def _robust_vs_eps_figure(root: Path, methods: list[str]) -> Path | None:
     if best.empty:
         return None
     series, attack_set = robust_vs_eps_series(sweeps, best)
-    figures.save(figures.robust_vs_eps(series, attack_set, _target_eps(sweeps.trials)), root,
-                 "reproduce_robust_vs_eps")
+    draw.save(draw.robust_vs_eps(series, attack_set, target_eps(sweeps.trials)), root, "reproduce_robust_vs_eps")
     return root / "reproduce_robust_vs_eps.png"
 
 
 def _html(title: str, header: list[str], cells: list[list[str]], figure: Path | None) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in cells)
-    image = ""
+    shown = html.table(header, cells) + html.paragraph(_LEGEND)
     if figure is not None:
-        data = base64.b64encode(figure.read_bytes()).decode()
-        width, height = figures.png_size(figure)
-        image = (f'<figure><img src="data:image/png;base64,{data}" width="{width}" '
-                 f'height="{height}" alt="robust accuracy vs eps"><figcaption>Worst-case test '
-                 f'accuracy vs ε of each method (mean ± std over seeds); dotted: the target ε. '
-                 f'Files: {figure.name}, {figure.with_suffix(".pdf").name}.</figcaption></figure>')
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>orch reproduce</title>
-<link rel="icon" href="data:,">
-<style>body{{font-family:system-ui,sans-serif;max-width:1500px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;font-size:14px}}th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-th{{background:#f0f0f0}}img{{max-width:100%;height:auto}}</style></head>
-<body><h1>Measured vs claimed</h1><p>{html.escape(title)}</p>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<p>{html.escape(_LEGEND)}</p>{image}
-</body></html>
-"""
+        shown += html.figure(figure, "Worst-case test accuracy vs ε of each method (mean ± std over "
+                                     "seeds); dotted: the target ε.")
+    return html.page("Measured vs claimed", title, [("orch reproduce", shown)])

@@ -1,102 +1,76 @@
-"""Build and run one sweep: Ray Tune schedules trials, Optuna proposes them, callbacks record."""
+"""Run one sweep: Ray Tune schedules trials, Optuna proposes them, the MLflow logger and the
+Parquet recorder record them; the parent run opens before the first trial and closes after the
+last. `run_or_exit` is what the commands call: it says how to continue an interrupted sweep."""
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import click
+import optuna
+import ray
 from mlflow.entities import Metric, Param, RunTag
+from optuna.samplers import TPESampler
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler
 
-from orchestrator import parquet, store
-from orchestrator.callbacks import MlflowLogger, ParquetRecorder, SweepInfo
-from orchestrator.cluster import concurrency
-from orchestrator.interrupt import StopForwarder, StopWatch, SweepInterrupted, end_interrupted_runs
-from orchestrator.interrupt import received as stop_signal
-from orchestrator.resilient_mlflow import BufferedMlflow, bound_http_retries, is_transient, report_unlogged
-from orchestrator.resume import SavedSweep, reconcile, save_sweep, study_uri
-from orchestrator.search import first_points, search_space
-from orchestrator.seeds import SeedRepeater
-from orchestrator.storage import ParquetMirror, default_storage, experiment_path
-from orchestrator.tracking import (
-    EXPERIMENT_KIND_TAG, SEARCH_SPACE_FILE, TRAINING_KIND, best_trial_record, parent_params, search_space_record)
-from trainables.evaluate import UPPER_BOUND_PROFILES
-from trainables.selection import RUNG_METRIC, SEARCH_METRIC, STRONG_METRIC
+from orchestrator.cluster.connect import connect, start_local
+from orchestrator.records import parquet
+from orchestrator.records.recorder import ParquetRecorder
+from orchestrator.records.storage import ParquetMirror, default_storage, experiment_path
+from orchestrator.report.figures import summary_figures
+from orchestrator.sweep.interrupt import StopForwarder, StopWatch, SweepInterrupted, resume_command
+from orchestrator.sweep.interrupt import received as stop_signal
+from orchestrator.sweep.request import OBJECTIVES, SweepRequest
+from orchestrator.sweep.resume import SavedSweep, reconcile, save_sweep, study_uri
+from orchestrator.sweep.searchers import PruningOptunaSearch, SeedRepeater
+from orchestrator.sweep.space import first_points, parent_params, search_space, search_space_record
+from orchestrator.sweep.trainable import trainable
+from orchestrator.tracking.client import BufferedMlflow, bound_http_retries, is_transient, report_unlogged
+from orchestrator.tracking.logger import MlflowLogger
+from orchestrator.tracking.runs import best_trial_record, end_interrupted_runs, experiment_name, open_experiment
+from orchestrator.tracking.store import create_store
+from trainables.selection import RUNG_METRIC, STRONG_METRIC
 
-# Validation robust accuracy at the target ε that Optuna maximises: at a trial's last epoch the
-# per-example worst case of PGD-CE and APGD-DLR with restarts (trainables.selection), so the search
-# does not reward gradient masking. ASHA compares trials at the same epoch on RUNG_METRIC, PGD-CE
-# with one restart and val_steps steps: cheap, and no more than a first cut.
-OBJECTIVE = SEARCH_METRIC
-# --objective: the metrics Optuna maximises. Robust accuracy comes last in both, so a report
-# reads it as a study's last objective value.
-OBJECTIVES = {"robust": [OBJECTIVE], "clean+robust": ["val_clean_acc", OBJECTIVE]}
-SCHEDULERS = ("fifo", "asha")
-FEW_EPOCHS = 3  # longer sweeps stop weak trials early (ASHA) unless --scheduler fifo
+SEARCH_SPACE_FILE = "search_space.json"  # the parent run's record of what the sweep searched
 
 
-@dataclass(frozen=True)
-class SweepRequest:
-    method: str
-    name: str
-    results_dir: Path
-    tracking_uri: str
-    trials: int
-    base: dict[str, Any]  # the flat trial config every trial shares
-    fixed: dict[str, Any]  # --set values: constants for every trial, never searched
-    family: str
-    gpus: float  # 0: CPU only
-    gpus_per_trial: float
-    cpus_per_trial: int
-    seed: int
-    storage: str = ""  # Tune's storage_path; "" = default_storage(sweep_dir)
-    address: str | None = None  # a running Ray cluster; None = a local Ray started here
-    max_failures: int = 0  # retries of a trial that dies, each from its last checkpoint
-    checkpoint_every_s: float = 10.0  # a trial saves its state at most this often (0: every epoch)
-    scheduler: str = "fifo"
-    resume: SavedSweep | None = None  # set: continue this sweep (its driver died)
-    settings: dict[str, Any] = field(default_factory=dict)  # the command's options, for --resume
-    where: str = "this machine"  # for messages: this machine or the cluster at ADDRESS
-    objective: str = "robust"  # a key of OBJECTIVES
-    seeds: int = 1  # seed replicates per configuration (orchestrator.seeds)
+class SweepFailed(click.ClickException):
+    """Every trial of a sweep failed: one line naming the first error, exit code 1."""
 
-    @property
-    def sweep_dir(self) -> Path:
-        return self.results_dir / self.name
-
-    @property
-    def storage_path(self) -> str:
-        return self.storage or default_storage(self.sweep_dir)
-
-    @property
-    def eps_scale(self) -> float:
-        """The dataset's target ε over its family's: scales the searched training ε."""
-        from trainables.data import eps_scale
-
-        return eps_scale(self.base["dataset"], self.family)
-
-    @property
-    def concurrency(self) -> int | None:
-        return concurrency(self.gpus, self.gpus_per_trial)
-
-    @property
-    def info(self) -> SweepInfo:
-        return SweepInfo(self.name, self.method, self.base["dataset"], self.base["model"],
-                         self.seed, self.base["epochs"], self.trials * self.seeds, self.objective,
-                         self.fixed.get("eval_profile", self.base["eval_profile"]))
+    def show(self, file=None) -> None:
+        click.echo(f"orch: error: {self.format_message()}", err=True)
 
 
-def experiment_name(dataset: str) -> str:
-    """One MLflow experiment per dataset, so every method's runs on it compare side by side."""
-    return f"orch-{dataset}"
-
-
-def default_scheduler(epochs: int) -> str:
-    return "asha" if epochs > FEW_EPOCHS else "fifo"
-
+def run_or_exit(request: SweepRequest) -> list[dict[str, Any]]:
+    """Runs the sweep and returns its trials' rows. On SIGINT/SIGTERM says how to continue it and
+    exits 128 + the signal; raises SweepFailed when no trial finished because every one failed."""
+    try:
+        rows = run_sweep(request)
+    except SweepInterrupted as stop:
+        if stop.resumable:
+            command = resume_command(request.method, request.name, str(request.results_dir))
+            click.echo(f"[orch] sweep {request.name} interrupted by {stop}; its state is saved. "
+                       f"Continue it with:\n  {command}", err=True)
+        else:
+            click.echo(f"[orch] sweep {request.name} interrupted by {stop} before any trial started; "
+                       f"nothing to resume: start it again under a new --name", err=True)
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:  # a second signal: stopped at once, without Tune's last snapshot
+        click.echo(f"[orch] sweep {request.name} stopped at once; --resume continues it from Tune's "
+                   "last snapshot", err=True)
+        sys.exit(128 + (stop_signal() or 2))
+    failed = [r for r in rows if r["status"] == "FAILED"]
+    if rows and len(failed) == len(rows):
+        raise SweepFailed(f"every trial of sweep {request.name} failed ({len(failed)}); the first: "
+                          f"{failed[0]['error']}")
+    return rows
 
 def run_sweep(request: SweepRequest, out: TextIO | None = None) -> list[dict[str, Any]]:
     """Runs the sweep (or continues it, for request.resume); returns the rows of trials.parquet."""
@@ -146,18 +120,14 @@ def _note_interrupted(mlflow: BufferedMlflow, experiment_id: str, parent_id: str
 
 
 def _start_ray(request: SweepRequest) -> None:
-    import ray
-
-    from orchestrator.cluster import connect, start_local
-
     if request.address is not None and not ray.is_initialized():
         connect(request.address)
-    elif request.address is None:
-        start_local(request.gpus)
+    elif request.address is None:  # a resumed sweep's restored state is staged in Ray's temp folder
+        start_local(request.gpus, private=request.resume is not None)
 
 
 def _open_records(request: SweepRequest) -> tuple[BufferedMlflow, str, str]:
-    store.create_store(request.tracking_uri)  # once, under a lock: sweeps started together all run
+    create_store(request.tracking_uri)  # once, under a lock: sweeps started together all run
     mlflow = BufferedMlflow(request.tracking_uri)
     return (mlflow, *_open_parent(mlflow, request))
 
@@ -170,12 +140,12 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
         return request.resume.experiment_id, request.resume.parent_run_id
     request.sweep_dir.mkdir(parents=True)
     client = mlflow.client
-    experiment_id = _experiment_id(client, request.tracking_uri, experiment_name(request.base["dataset"]))
+    experiment_id = open_experiment(client, request.tracking_uri, experiment_name(request.base["dataset"]))
     parent = client.create_run(experiment_id, run_name=request.name, tags={
         "sweep": request.name, "method": request.method, "dataset": request.base["dataset"],
         "model": request.base["model"], "objective": request.objective,
         "eval_profile": request.info.eval_profile,
-        "orch.upper_bound": str(request.info.eval_profile in UPPER_BOUND_PROFILES).lower(),
+        "orch.upper_bound": str(request.info.is_upper_bound({})).lower(),
         "seeds": str(request.seeds), "orch.role": "sweep"})
     parent_id = parent.info.run_id
     _log_search_space(client, parent_id, request)
@@ -192,10 +162,6 @@ def _log_search_space(client, parent_id: str, request: SweepRequest) -> None:
 
 
 def _trainable(request: SweepRequest):
-    from ray import tune
-
-    from orchestrator.tune_adapter import trainable
-
     resources = {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial if request.gpus else 0}
     return tune.with_resources(
         tune.with_parameters(trainable, base=request.base, checkpoint_every_s=request.checkpoint_every_s),
@@ -203,13 +169,6 @@ def _trainable(request: SweepRequest):
 
 
 def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: TextIO | None):
-    import optuna
-    from optuna.samplers import TPESampler
-    from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
-
-    from orchestrator.selection import PruningOptunaSearch
-
     mlflow_logger = MlflowLogger(request.tracking_uri, experiment_id, parent_id, request.info, request.base)
     callbacks = [mlflow_logger, ParquetRecorder(request.sweep_dir, request.info, mlflow_logger.run_id_of, out)]
     if request.storage_path != default_storage(request.sweep_dir):
@@ -242,7 +201,7 @@ def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: T
             failure_config=tune.FailureConfig(max_failures=request.max_failures),
             # Tune snapshots the experiment after every num_to_keep checkpoints of a trial: with 1,
             # a driver that dies loses at most the training since a trial's last checkpoint
-            # (--checkpoint-every; see orchestrator.resume).
+            # (--checkpoint-every; see sweep.resume).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
         ),
@@ -253,8 +212,6 @@ def _restored_tuner(request: SweepRequest):
     """Tune restores the trials, the searcher and the callbacks (pickled when the sweep started;
     they recover their state from MLflow and Parquet in `setup`). Finished trials stay finished;
     unfinished and errored ones continue from their last checkpoints."""
-    from ray import tune
-
     return tune.Tuner.restore(experiment_path(request.storage_path, request.name), _trainable(request),
                               resume_unfinished=True, resume_errored=True)
 
@@ -262,8 +219,6 @@ def _restored_tuner(request: SweepRequest):
 def _scheduler(request: SweepRequest):
     """ASHA stops trials whose per-epoch validation PGD accuracy trails the others' at the same
     epoch (rungs at grace, 3 x grace, ...); FIFO (None) runs every trial to the end."""
-    from ray.tune.schedulers import ASHAScheduler
-
     if request.scheduler == "fifo":
         return None
     epochs = request.base["epochs"]
@@ -280,17 +235,6 @@ def _reconcile(mlflow: BufferedMlflow, experiment_id: str, parent_id: str, sweep
         notes = [f"MLflow unreachable, records not reconciled ({str(error).splitlines()[0][:200]})"]
     for note in notes:
         click.echo(f"[orch] reconcile: {note}", err=True)
-
-
-def _experiment_id(client, tracking_uri: str, name: str) -> str:
-    """The experiment, created when new (artifacts beside a SQLite store; see store.py), and
-    tagged (again, for experiments older orch versions made) as model training so that MLflow's
-    UI opens its runs, not its GenAI view."""
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else store.create_experiment(client, tracking_uri, name)
-    if experiment is None or experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
-        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
-    return experiment_id
 
 
 def _params(values: dict[str, Any]):
@@ -318,10 +262,6 @@ def _close_parent(client: BufferedMlflow, parent_id: str, sweep_dir: Path, statu
 
 def _log_summary_figures(client: BufferedMlflow, parent_id: str, sweep_dir: Path) -> None:
     """`orch report`'s first two figures for this sweep alone, under `summary/`."""
-    import tempfile
-
-    from orchestrator.report import summary_figures
-
     with tempfile.TemporaryDirectory() as folder:
         if summary_figures(sweep_dir, Path(folder)):
             client.log_artifacts(parent_id, folder, artifact_path="summary")

@@ -1,18 +1,11 @@
 """File-system preconditions, checked before anything is created: the folders a sweep will write
-into, the data it will read, what `orch evaluate` was pointed at, and who could have written the
-Tune state a `--resume` unpickles. Checking writes nothing; in particular reading a run never
-creates a tracking store."""
+into, the data it will read, and who could have written the Tune state a `--resume` unpickles
+(on --storage, and Ray's staging copy of it). Checking writes nothing."""
 from __future__ import annotations
 
 import os
-import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
-
-RUN_ID = re.compile(r"[0-9a-f]{32}")
-
 
 class PreconditionFailed(ValueError):
     """A path that cannot serve its purpose; the message names the flag and the path."""
@@ -64,15 +57,23 @@ def check_tune_state_trusted(storage: str, name: str) -> None:
     pickle in its saved state asks for, so each such file, and each folder from --storage down to
     it (whoever can write a folder can swap what is in it), must be owned by this user (or root,
     who can write anything anyway) and writable by no one else. A bucket's policy is its own
-    guard (README: the cluster's role alone may write --storage)."""
+    guard (docs/cluster.md: the cluster's role alone may write --storage). Tune restores from a
+    staging copy of that state in Ray's temporary folder, which Ray makes writable by everyone:
+    a resumed sweep's local Ray therefore gets a private one (cluster.connect.start_local)."""
     if "://" in storage:
         return
     root = Path(storage)
-    untrusted = [(path, problem) for path in _tune_state_paths(root, root / name)
-                 if (problem := _write_access_problem(path))]
+    _refuse_untrusted(root, _tune_state_paths(root, root / name))
+
+
+def _refuse_untrusted(root: Path, paths: list[Path]) -> None:
+    untrusted = [(path, problem) for path in paths if (problem := _write_access_problem(path))]
     if not untrusted:
         return
     path, (problem, command, change) = untrusted[0]
+    if command == "rm":  # a dangling link: nothing to trust, nothing Tune could read
+        raise PreconditionFailed(f"--resume: {_shown(path)} {problem}; Tune cannot restore the sweep "
+                                 f"from it: {command} {_shown(path)}, or start the sweep again under a new --name")
     fix = f"{command} {change} {_shown(path)}"
     if len(untrusted) > 1:  # e.g. a umask of 002 left the whole tree group-writable
         problem += f" (and {len(untrusted) - 1} more paths under {_shown(root)})"
@@ -91,7 +92,9 @@ def _tune_state_paths(root: Path, experiment: Path) -> list[Path]:
 
 def _write_access_problem(path: Path) -> tuple[str, str, str] | None:
     """(what is wrong, the command and the change that fix it) when someone besides this user
-    may write `path`."""
+    may write `path`; for a symbolic link that points nowhere, that it does."""
+    if path.is_symlink() and not path.exists():
+        return f"is a broken symbolic link (to {os.readlink(path)})", "rm", ""
     info = path.stat()
     if info.st_uid not in (os.getuid(), 0):
         return f"is owned by uid {info.st_uid}, not by you", "chown", str(os.getuid())
@@ -104,39 +107,3 @@ def _shown(path: Path) -> Path:
     """`path` as the user likely typed it: relative to the current folder when under it."""
     cwd = Path.cwd()
     return path.relative_to(cwd) if path.is_relative_to(cwd) else path
-
-
-@dataclass(frozen=True)
-class EvaluateTarget:
-    """What `orch evaluate TARGET` reads: a checkpoint path, or a run id in a tracking store."""
-
-    path: Path | None = None
-    run_id: str | None = None
-
-
-def evaluate_target(target: str, tracking_uri: str) -> EvaluateTarget:
-    """A path that exists is a checkpoint; a string that looks like a path is a missing one;
-    anything else is a run id, looked up only in a store that already exists."""
-    if Path(target).exists():
-        return EvaluateTarget(path=Path(target))
-    if "/" in target or os.sep in target:
-        raise PreconditionFailed(f"no checkpoint at {target} (read as a path, since it contains '/')")
-    if not RUN_ID.fullmatch(target):
-        raise PreconditionFailed(f"{target} is neither an existing checkpoint path nor an MLflow run id "
-                                 f"(32 hex digits)")
-    missing = _missing_store(tracking_uri)
-    if missing:
-        raise PreconditionFailed(f"read {target} as an MLflow run id, but {missing}")
-    return EvaluateTarget(run_id=target)
-
-
-def _missing_store(tracking_uri: str) -> str | None:
-    """Why a local tracking store does not exist yet (MLflow would create it on first use)."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite":
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
-        return None if db.is_file() else f"there is no tracking store at {tracking_uri} ({db} does not exist)"
-    if parsed.scheme in ("", "file"):
-        folder = Path(parsed.path if parsed.scheme else tracking_uri)
-        return None if folder.is_dir() else f"there is no tracking store at {tracking_uri}"
-    return None  # a server answers for itself

@@ -94,20 +94,6 @@ class StopForwarder(tune.Callback):
             signal.raise_signal(signal.SIGUSR1)
 
 
-def end_interrupted_runs(client, experiment_id: str, parent_run_id: str) -> int:
-    """The runs of trials that were in flight end KILLED, tagged INTERRUPTED, and are kept: the
-    resumed sweep continues them. Returns how many."""
-    from orchestrator.resume import child_runs
-
-    ended = 0
-    for run in child_runs(client, experiment_id, parent_run_id).values():
-        if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "orch.status", "INTERRUPTED")
-            client.set_terminated(run.info.run_id, "KILLED")
-            ended += 1
-    return ended
-
-
 def resume_command(method: str, name: str, results_dir: str) -> str:
     """The command that continues the sweep (its other settings are saved in sweep.json)."""
     return shlex.join(["orch", "sweep", method, "--name", name, "--results-dir", results_dir, "--resume"])

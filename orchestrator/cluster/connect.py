@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from orchestrator.records.storage import is_uri
+
 # What this process's Ray connection is: "local" (started by start_local), an address, or None.
 _connected: str | None = None
 
@@ -99,9 +101,12 @@ def connect(address: str, timeout_s: float = 5.0) -> Cluster:
     return describe(address)
 
 
-def start_local(gpus: float) -> None:
+def start_local(gpus: float, private: bool = False) -> None:
     """A Ray on this machine only ("local": never one that another process started), reused by
-    later sweeps in the same process."""
+    later sweeps in the same process. `private`: its temporary folder (sessions, logs, and the
+    staging copy of a restored Tune state) is a new folder only this user can open; Ray's default
+    /tmp/ray is writable by everyone (ray._common.utils.try_to_create_directory), so another user
+    could swap the state a resumed sweep unpickles there."""
     global _connected
     import ray
 
@@ -109,8 +114,9 @@ def start_local(gpus: float) -> None:
         return
     disconnect()
     _quiet_token_notice()
+    temp_dir = {"_temp_dir": tempfile.mkdtemp(prefix="orch-ray-")} if private else {}  # mode 0700
     ray.init(address="local", num_gpus=math.ceil(gpus) or None, include_dashboard=False,
-             logging_config=ray.LoggingConfig(log_level="WARNING"))
+             logging_config=ray.LoggingConfig(log_level="WARNING"), **temp_dir)
     _connected = "local"
 
 
@@ -183,11 +189,6 @@ def plan_gpus(cluster: Cluster, gpus: float | None, gpus_per_trial: float, cpus_
 def concurrency(gpus: float, gpus_per_trial: float) -> int | None:
     """Trials at once: --gpus / --gpus-per-trial; on CPU, as many as Ray's CPUs allow (None)."""
     return math.floor(gpus / gpus_per_trial + 1e-9) if gpus else None
-
-
-def is_uri(storage: str) -> bool:
-    """s3://, gs://, hdfs:// ... (pyarrow filesystems); file:// and plain paths are local."""
-    return "://" in storage and not storage.startswith("file://")
 
 
 def check_storage(storage: str, cluster: Cluster) -> None:

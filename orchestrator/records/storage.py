@@ -7,8 +7,13 @@ from pathlib import Path
 import pyarrow.fs as pafs
 from ray import tune
 
-from orchestrator import parquet
-from orchestrator.cluster import is_uri
+from orchestrator.records import parquet
+
+
+
+def is_uri(storage: str) -> bool:
+    """s3://, gs://, hdfs:// ... (pyarrow filesystems); file:// and plain paths are local."""
+    return "://" in storage and not storage.startswith("file://")
 
 
 def default_storage(sweep_dir: Path) -> str:

@@ -1,0 +1,57 @@
+"""Several sweeps run one after another under one folder: `orch reproduce` (each method's paper
+defaults) and `orch benchmark` (each method searched, then re-trained on fresh seeds). Every
+sweep is checked before the first trial runs; a sweep that finished is not run again on
+--resume, and one that was interrupted continues from its checkpoints."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import click
+
+from orchestrator.options import BadInput
+from orchestrator.records import parquet
+from orchestrator.sweep.request import SweepRequest, build_request
+from orchestrator.sweep.resume import load_sweep
+from orchestrator.sweep.run import run_or_exit
+
+
+def campaign_root(results_dir: str, name: str | None, default_name: str, resume: bool) -> Path:
+    """The campaign's folder: new unless --resume, which needs --name and an existing folder."""
+    if resume and not name:
+        raise BadInput("--resume needs the --name of the run to continue")
+    root = Path(results_dir) / (name or f"{default_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if root.exists() and not resume:
+        raise BadInput(f"{root} already exists; pick another --name (or continue it with --resume)")
+    if resume and not root.is_dir():
+        raise BadInput(f"--resume: {root} does not exist")
+    return root
+
+
+def finished_trials(sweep_dir: Path) -> int:
+    path = sweep_dir / parquet.TRIALS_FILE
+    return sum(r["status"] == "FINISHED" for r in parquet.read_rows(path)) if path.is_file() else 0
+
+
+def plan(sweeps: Iterable[tuple[Path, Callable[[], dict[str, Any]]]]) -> list[SweepRequest]:
+    """The checked request of every (sweep folder, its settings) to run: a folder that holds a
+    sweep already is continued with its saved settings."""
+    requests = []
+    for sweep_dir, settings_of in sweeps:
+        saved = None
+        settings = settings_of()
+        if sweep_dir.exists():
+            try:
+                saved = load_sweep(sweep_dir)
+            except ValueError as error:
+                raise BadInput(str(error)) from None
+            settings = {**saved.settings, "results_dir": str(sweep_dir.parent)}
+        requests.append(build_request(settings, saved))
+    return requests
+
+
+def run_all(requests: list[SweepRequest]) -> None:
+    for request in requests:
+        click.echo(f"[orch] {request.name}: {request.resources_line}")
+        run_or_exit(request)

@@ -1,6 +1,6 @@
-"""README's "Bad input" table, run: every refused input exits 2 with exactly the table's one
+"""The "Bad input" table of docs/bad-input.md, run: every refused input exits 2 with exactly the table's one
 line on stderr and writes nothing (no sweep folder, no mlflow.db, no mlruns/, no file a crafted
-checkpoint or Tune state asks to create). The table is parsed from README.md, so it cannot drift
+checkpoint or Tune state asks to create). The table is parsed from docs/bad-input.md, so it cannot drift
 from the code."""
 import os
 import pathlib
@@ -18,13 +18,13 @@ from orchestrator.sweep.space import space_values, string_choices, value_problem
 from trainables.config import TrialConfig
 from search_spaces import SPACES, get_space
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+BAD_INPUT = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 MARKER = "PWNED"  # what the crafted checkpoint creates if it is ever unpickled
 
 
 def readme_cases() -> list[tuple[str, str]]:
-    """(command, message) of each row of the table under "### Bad input"."""
-    section = README.read_text().split("### Bad input", 1)[1].split("\n#", 1)[0]
+    """(command, message) of each row of the table under "# Bad input"."""
+    section = BAD_INPUT.read_text().split("# Bad input", 1)[1].split("\n#", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "`orch " in line]
     cells = [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
     return [(command.strip("`"), message.strip("`")) for _, command, _, message in cells]

@@ -17,6 +17,7 @@ A client in token mode can still join a cluster without authentication.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -27,6 +28,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+
+import ray
+import torch
+from ray._private.authentication import authentication_token_setup as setup
+from ray._private.state import state
+from ray.exceptions import AuthenticationError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.records.storage import is_uri
 
@@ -75,8 +83,6 @@ def resolve_address(flag: str | None) -> str | None:
 
 def local_cluster() -> Cluster:
     """This machine, as the local Ray that `run_sweep` starts will see it."""
-    import torch
-
     cpus = float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     gpus = float(torch.cuda.device_count())
     return Cluster(None, (Node("local", "127.0.0.1", cpus, gpus),), gpus, gpus, cpus)
@@ -85,9 +91,6 @@ def local_cluster() -> Cluster:
 def connect(address: str, timeout_s: float = 5.0) -> Cluster:
     """Connect this driver to a running cluster and describe it; ClusterError if that fails."""
     global _connected
-    import ray
-    from ray.exceptions import AuthenticationError
-
     disconnect()  # e.g. a local Ray left by an earlier sweep in this process
     _check_reachable(address, timeout_s)
     _use_token_if_available()
@@ -108,8 +111,6 @@ def start_local(gpus: float, private: bool = False) -> None:
     /tmp/ray is writable by everyone (ray._common.utils.try_to_create_directory), so another user
     could swap the state a resumed sweep unpickles there."""
     global _connected
-    import ray
-
     if ray.is_initialized() and _connected == "local":
         return
     disconnect()
@@ -122,8 +123,6 @@ def start_local(gpus: float, private: bool = False) -> None:
 
 def disconnect() -> None:
     global _connected
-    import ray
-
     if ray.is_initialized():
         ray.shutdown()
     _connected = None
@@ -131,8 +130,6 @@ def disconnect() -> None:
 
 def describe(address: str) -> Cluster:
     """The connected cluster's alive nodes; with an autoscaler, also what it can scale to."""
-    import ray
-
     nodes = tuple(
         Node(n["NodeID"], n["NodeManagerAddress"], n["Resources"].get("CPU", 0.0),
              n["Resources"].get("GPU", 0.0))
@@ -152,8 +149,6 @@ def _autoscaler_limits() -> tuple[float, float, float]:
     """(GPUs the autoscaler can reach, GPUs and CPUs of its largest node type); zeros without
     an autoscaler. Ray Train reads the same cluster config (ray._private.state) for its checks."""
     try:
-        from ray._private.state import state
-
         config = state.get_cluster_config()
         maximum = state.get_max_resources_from_cluster_config() or {}
     except Exception:  # noqa: BLE001 - a private API: without it we judge by the nodes alone
@@ -213,8 +208,6 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _nodes_not_seeing(folder: Path, nodes: tuple[Node, ...], timeout_s: float = 120.0) -> list[Node]:
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     token = uuid.uuid4().hex
     marker = folder / f".orch-storage-check-{token}"
@@ -254,16 +247,12 @@ def _check_reachable(address: str, timeout_s: float) -> None:
 
 def _use_token_if_available() -> None:
     """What Ray does for address="auto", for every address (see the module docstring)."""
-    from ray._private.authentication import authentication_token_setup as setup
-
     _quiet_token_notice()
     setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _quiet_token_notice() -> None:
     """Ray warns on every start that token mode is on: for orch that is the expected case."""
-    import logging
-
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
@@ -292,7 +281,6 @@ def _captured_stderr() -> Iterator[Callable[[], str]]:
 
 
 def _connection_message(address: str, error: Exception, log: str) -> str:
-    from ray.exceptions import AuthenticationError
 
     if isinstance(error, AuthenticationError) or "InvalidAuthToken" in log or "Unauthenticated" in log:
         return (f"the Ray cluster at {address} did not accept this driver's authentication token "

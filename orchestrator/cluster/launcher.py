@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import ray.autoscaler
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
 
 # cluster.yaml's security group id until the user puts cluster-aws.yaml's output there.
 PLACEHOLDER_GROUP = "sg-00000000000000000"
@@ -29,7 +33,6 @@ class Verdict:
 
 
 def validate_cluster_file(path: Path) -> Verdict:
-    import yaml
 
     try:
         config = yaml.safe_load(path.read_text())
@@ -46,8 +49,6 @@ def validate_cluster_file(path: Path) -> Verdict:
 
 
 def schema_problems(config: dict[str, Any]) -> list[str]:
-    import jsonschema
-    import ray.autoscaler
 
     schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -56,9 +57,6 @@ def schema_problems(config: dict[str, Any]) -> list[str]:
 
 def ray_problems(config: dict[str, Any]) -> list[str]:
     """Ray's checks beyond the schema (head_node_type is a node type, min <= max workers, ...)."""
-    import jsonschema
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
     # prepare_config logs each default it fills in at INFO; that is noise here.
     util_logger = logging.getLogger("ray.autoscaler._private.util")
     level = util_logger.level

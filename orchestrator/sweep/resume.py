@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from orchestrator.records import parquet
 from orchestrator.tracking.runs import child_runs
 
@@ -123,8 +125,6 @@ def _fill_run_ids(sweep_dir: Path, run_ids: dict[str, str]) -> None:
 def fail_lost_optuna_trials(sweep_dir: Path) -> int:
     """Once every Tune trial has ended, an Optuna trial still RUNNING was asked for by a driver
     that died before Tune recorded it: no one will ever tell its value."""
-    import optuna
-
     if not (sweep_dir / STUDY_FILE).exists():
         return 0
     storage = optuna.storages.RDBStorage(study_uri(sweep_dir))

@@ -8,11 +8,11 @@ import time
 import warnings
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
 from trainables import TrialConfig, run_trial
-
 from trainables.checkpoint import STATE_FILE, load_state_file
 
 
@@ -25,8 +25,6 @@ class TuneReporter:
     and the GPUs Ray gave it), which the driver records in MLflow."""
 
     def __init__(self, epochs: int, checkpoint_every_s: float) -> None:
-        import ray
-
         self.placement = {
             "node_id": ray.get_runtime_context().get_node_id(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
@@ -72,7 +70,6 @@ def trainable(config: dict[str, Any], base: dict[str, Any], checkpoint_every_s: 
 
 
 def _warn_if_gpu_without_cuda() -> None:
-    import ray
 
     if ray.get_gpu_ids() and not torch.cuda.is_available():
         warnings.warn(

@@ -20,6 +20,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from filelock import FileLock
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.tracking import MlflowClient
 
 
 class TrackingUnreachable(RuntimeError):
@@ -77,8 +80,6 @@ def sqlite_file(tracking_uri: str) -> Path | None:
 def create_store(tracking_uri: str) -> None:
     """Create (migrate) a SQLite store while holding `<db>.lock`; a no-op for other stores and
     for a store that exists."""
-    from mlflow.tracking import MlflowClient
-
     db = sqlite_file(tracking_uri)
     if db is None:
         return
@@ -96,9 +97,6 @@ def artifact_location(tracking_uri: str, experiment: str) -> str | None:
 def create_experiment(client, tracking_uri: str, name: str) -> str:
     """Create experiment `name` and return its id; if another sweep created it a moment ago,
     return that one's."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-
     try:
         return client.create_experiment(name, artifact_location=artifact_location(tracking_uri, name))
     except MlflowException as error:

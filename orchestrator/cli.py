@@ -101,8 +101,8 @@ def reproduce(preset: str, methods: str | None, model: str | None, epochs: int |
     root = campaign.campaign_root(results_dir, name, f"reproduce-{preset}", resume)
     todo = [m for m in chosen if not (resume and campaign.finished_trials(root / m) >= given["seeds"])]
     requests = campaign.plan(  # every check before the first trial runs
-        (root / m, lambda m=m: report.sweep_settings(report.PRESETS[preset], m, root, model=model,
-                                                     epochs=epochs, sets=sets, **given)) for m in todo)
+        (root / m, lambda m=m: campaign.sweep_settings(report.PRESETS[preset], m, root, model=model,
+                                                       epochs=epochs, sets=sets, **given)) for m in todo)
     click.echo(f"[orch] reproduce {preset} into {root}: {', '.join(chosen)} "
                f"({len(chosen) - len(requests)} already done), {given['seeds']} seed(s) each")
     started = time.time()

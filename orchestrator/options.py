@@ -7,7 +7,7 @@ of the trial config, a field of the `SweepRequest`, or the command itself). The 
 settings a reproduction or benchmark passes to each of its sweeps are all derived from `SWEEP`;
 `sweep.request.build_request` turns the settings into a checked `SweepRequest`.
 `tests/test_options.py` walks every option from the command line to where `to` says it lands, so
-an option that is not wired fails a test.
+an option that is not wired (or has no example value there) fails a test.
 
 This module imports only click: `orch --help` and a bad flag answer at once.
 """
@@ -38,7 +38,6 @@ class Option:
     to: str = "command"  # "config:<TrialConfig key>", "request:<SweepRequest field>" or "command"
     minimum: float | None = None  # the smallest value allowed (checked with the flag's name)
     choices: Sequence[str] = ()  # allowed values (checked with the flag's name)
-    example: Any = None  # a value other than the default, for tests/test_options.py
     is_flag: bool = False
     multiple: bool = False
     metavar: str | None = None
@@ -70,75 +69,73 @@ class Option:
 EVAL_PROFILES = ("quick", "standard", "full")
 
 SWEEP = (
-    Option("dataset", "--dataset", "digits", to="config:dataset", example="npz",
+    Option("dataset", "--dataset", "digits", to="config:dataset",
            help="digits (embedded, offline), npz (with --data-dir FILE.npz), mnist, fashion-mnist, "
                 "cifar10, cifar100, svhn (downloaded into --data-dir)."),
-    Option("data_dir", "--data-dir", None, to="config:data_dir", example="MNIST_NPZ",
+    Option("data_dir", "--data-dir", None, to="config:data_dir",
            help="Folder torchvision downloads into (default ./data), or the .npz file for --dataset "
                 "npz. Must exist; a relative path is made absolute before any trial starts."),
-    Option("model", "--model", "small-cnn", to="config:model", example="lenet",
+    Option("model", "--model", "small-cnn", to="config:model",
            help="Model architecture (see `orch methods`)."),
-    Option("trials", "--trials", 8, to="request:trials", minimum=1, example=3,
+    Option("trials", "--trials", 8, to="request:trials", minimum=1,
            help="Number of Optuna trials (configurations)."),
-    Option("epochs", "--epochs", 10, to="config:epochs", minimum=1, example=2,
+    Option("epochs", "--epochs", 10, to="config:epochs", minimum=1,
            help="Training epochs per trial."),
-    Option("gpus", "--gpus", None, type=float, to="request:gpus", example=0.0,
+    Option("gpus", "--gpus", None, type=float, to="request:gpus",
            help="GPUs the sweep may use; bounds concurrency. Default: all this machine has (0 on CPU)."),
-    Option("gpus_per_trial", "--gpus-per-trial", 1.0, to="request:gpus_per_trial", example=0.5,
+    Option("gpus_per_trial", "--gpus-per-trial", 1.0, to="request:gpus_per_trial",
            help="GPUs per trial; fractions (0.5, 0.25) share a GPU."),
-    Option("cpus_per_trial", "--cpus-per-trial", None, type=int, to="config:threads", minimum=1, example=1,
+    Option("cpus_per_trial", "--cpus-per-trial", None, type=int, to="config:threads", minimum=1,
            help="CPU cores (and torch threads) per trial. Default: on this machine, its cores shared "
                 "by the trials that run at once (a lone trial gets them all); 1 on a cluster."),
-    Option("name", "--name", None, to="request:name", example="walked",
+    Option("name", "--name", None, to="request:name",
            help="Sweep name (folder under --results-dir, MLflow parent run). Default: METHOD-YYYYmmdd-HHMMSS."),
-    Option("results_dir", "--results-dir", "./results", to="request:results_dir", example="RESULTS",
+    Option("results_dir", "--results-dir", "./results", to="request:results_dir",
            help="Where sweep folders (Parquet, Ray checkpoints) are written."),
-    Option("tracking_uri", "--tracking-uri", None, to="request:tracking_uri", example="TRACKING",
+    Option("tracking_uri", "--tracking-uri", None, to="request:tracking_uri",
            help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."),
-    Option("seed", "--seed", 0, to="config:seed", example=5,
+    Option("seed", "--seed", 0, to="config:seed",
            help="Seed of training and of the Optuna sampler."),
     Option("sets", "--set", (), to="request:fixed", multiple=True, metavar="KEY=VALUE",
-           example=("lr=0.002",),
            help="Fix a searched hyperparameter or set a knob, e.g. --set train_eps=8/255 --set "
                 "prior=cauchy. Repeatable; see `orch methods`."),
     Option("address", "--address", None, to="request:address",
            help="A running Ray cluster: host:port or auto. Default: $RAY_ADDRESS (set under `ray job "
                 "submit`), else a local Ray on this machine."),
-    Option("storage", "--storage", None, to="request:storage", example="STORAGE",
+    Option("storage", "--storage", None, to="request:storage",
            help="Tune's storage for checkpoints (and a copy of the Parquet files): s3://..., gs://... "
                 "or a path every node sees. Default: <results-dir>/<name>/ray, one machine only."),
-    Option("max_failures", "--max-failures", 0, to="request:max_failures", minimum=0, example=2,
+    Option("max_failures", "--max-failures", 0, to="request:max_failures", minimum=0,
            help="Retries of a trial that dies (exception, killed worker, lost node), each from its "
                 "last checkpoint."),
     Option("checkpoint_every_s", "--checkpoint-every", 10.0, type=float, to="request:checkpoint_every_s",
-           minimum=0, example=0.0,
+           minimum=0,
            help="Seconds between a trial's checkpoints (its last epoch is always saved): what a crash "
                 "may cost in training, against the per-epoch cost of saving. 0: every epoch."),
-    Option("scheduler", "--scheduler", None, to="request:scheduler", choices=("fifo", "asha"), example="asha",
+    Option("scheduler", "--scheduler", None, to="request:scheduler", choices=("fifo", "asha"),
            help="fifo (every trial runs all epochs) or asha (stop weak trials early on val_robust_acc). "
                 "Default: asha above 3 epochs, else fifo."),
     Option("resume", "--resume", False, is_flag=True, to="request:resume",
            help="Continue sweep --name whose driver died: finished trials stay, the rest continue "
                 "from their checkpoints."),
     Option("objective", "--objective", "robust", to="request:objective", choices=("robust", "clean+robust"),
-           example="clean+robust",
            help="robust: maximise the validation robust accuracy at the target ε. clean+robust: "
                 "multi-objective Optuna on validation clean and robust accuracy; the Pareto front is kept."),
-    Option("seeds", "--seeds", 1, to="request:seeds", minimum=1, example=2,
+    Option("seeds", "--seeds", 1, to="request:seeds", minimum=1,
            help="Train every configuration with K seeds (--seed, --seed+1, ...): --trials x K trials; "
                 "Optuna sees the mean, results show mean ± std."),
-    Option("eval_profile", "--eval", "standard", to="config:eval_profile", choices=EVAL_PROFILES, example="quick",
+    Option("eval_profile", "--eval", "standard", to="config:eval_profile", choices=EVAL_PROFILES,
            help="Final test evaluation. standard: clean, FGSM, PGD, CW-L∞ and a transfer attack over "
                 "the ε grid; at the target ε PGD and CW with restarts, then AutoAttack on the points "
                 "still robust. quick: no CW, no restarts, no AutoAttack (its robust accuracy is "
                 "labelled an upper bound). full: adds PGD-L2, MIM, Square (and transfer) over the "
                 "grid. Sanity checks run in every profile."),
-    Option("eval_examples", "--eval-examples", 1000, to="config:eval_examples", minimum=0, example=50,
+    Option("eval_examples", "--eval-examples", 1000, to="config:eval_examples", minimum=0,
            help="Test points attacked for the final curve (0: the whole test split)."),
-    Option("compile_model", "--compile", False, is_flag=True, to="config:compile", example=True,
+    Option("compile_model", "--compile", False, is_flag=True, to="config:compile",
            help="torch.compile every trial's model on CUDA (its first batches compile it); no effect on CPU."),
     Option("final_checkpoint", "--final-checkpoint", "last", to="config:final_checkpoint",
-           choices=("last", "best"), example="best",
+           choices=("last", "best"),
            help="Weights the final test evaluation attacks: last (the last epoch's) or best (the epoch "
                 "with the best validation robust accuracy). Recorded per trial."),
 )

@@ -181,6 +181,33 @@ def test_resume_names_the_first_of_many_untrusted_paths_and_the_fix_for_all(tmp_
         "saved state; if you trust it: chmod -R go-w results/shared/ray")
 
 
+def test_resume_names_a_broken_symlink_in_the_tune_state_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    experiment = write_shared_sweep(tmp_path)
+    (experiment / "tuner.pkl").chmod(0o644)
+    (experiment / "searcher-state-2026.pkl").symlink_to(tmp_path / "gone.pkl")
+    assert _untrusted(experiment.parent, "shared") == (
+        f"--resume: results/shared/ray/shared/searcher-state-2026.pkl is a broken symbolic link (to "
+        f"{tmp_path / 'gone.pkl'}); Tune cannot restore the sweep from it: rm "
+        "results/shared/ray/shared/searcher-state-2026.pkl, or start the sweep again under a new --name")
+
+
+def test_a_resumed_sweeps_local_ray_keeps_its_temp_folder_private(tmp_path):
+    """Tune stages the restored state under Ray's temp folder, which Ray makes writable by all:
+    a resumed sweep's local Ray gets a folder only its user can open."""
+    import ray
+
+    from orchestrator.cluster.connect import disconnect, start_local
+
+    start_local(0, private=True)
+    try:
+        session = Path(ray._private.worker.global_worker.node.get_session_dir_path())
+        private = next(p for p in session.parents if p.name.startswith("orch-ray-"))
+        assert private.stat().st_mode & 0o077 == 0, "others can reach Ray's temp folder"
+    finally:
+        disconnect()
+
+
 @pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
 def test_resume_refuses_tune_state_another_user_owns(tmp_path):
     experiment = write_shared_sweep(tmp_path)

@@ -188,3 +188,30 @@ def test_sampled_points_are_valid_configs(method: str, family: str) -> None:
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_has_a_search_space(method: str) -> None:
     assert method in search_spaces.SPACES, f"add search_spaces/{method.replace('-', '_')}.py"
+
+
+def test_a_registered_method_reaches_orch_methods_and_orch_reproduce(monkeypatch):
+    """A ninth method is one registration and one space: `orch methods` lists it and
+    `orch reproduce --methods` accepts it (no hand-kept list of methods to forget)."""
+    import types
+
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+    from trainables.methods.baselines import Standard
+
+    class Toy(Standard):
+        description = "a toy method registered by a test"
+
+    space = types.ModuleType("toy_space")
+    space.METHOD = "toy"
+    space.space = search_spaces.SPACES["standard"].space
+    space.paper_defaults = search_spaces.SPACES["standard"].paper_defaults
+    space.PAPER_CLAIMS = {}
+    monkeypatch.setitem(METHODS._entries, "toy", Toy)
+    monkeypatch.setitem(search_spaces.SPACES, "toy", space)
+    listed = CliRunner().invoke(main, ["methods"])
+    assert "toy: a toy method registered by a test" in listed.output
+    refused = CliRunner().invoke(main, ["reproduce", "mnist-cpu", "--methods", "toy,nine"])
+    assert refused.exit_code == 2
+    assert "--methods: unknown nine;" in refused.stderr and "toy" in refused.stderr.split("known:")[1]

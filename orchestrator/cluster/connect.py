@@ -115,7 +115,9 @@ def start_local(gpus: float, private: bool = False) -> None:
         return
     disconnect()
     _quiet_token_notice()
-    temp_dir = {"_temp_dir": tempfile.mkdtemp(prefix="orch-ray-")} if private else {}  # mode 0700
+    # Ray makes its temp folder writable by all, wherever it is: inside a 0700 folder nobody else
+    # can reach it.
+    temp_dir = {"_temp_dir": os.path.join(tempfile.mkdtemp(prefix="orch-ray-"), "ray")} if private else {}
     ray.init(address="local", num_gpus=math.ceil(gpus) or None, include_dashboard=False,
              logging_config=ray.LoggingConfig(log_level="WARNING"), **temp_dir)
     _connected = "local"

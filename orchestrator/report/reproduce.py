@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from orchestrator import options
 from orchestrator.records import parquet
 from orchestrator.report import draw, html
 from orchestrator.report.figures import robust_vs_eps_series
@@ -69,26 +68,6 @@ PRESETS = {
 def methods() -> list[str]:
     """Every registered method that has a search space: baselines first, then by name."""
     return sorted((m for m in METHODS if m in SPACES), key=lambda m: (not METHODS.get(m).baseline, m))
-
-
-def sweep_settings(preset: Preset, method: str, results_dir: Path, *, model: str | None,
-                   epochs: int | None, sets: Sequence[str], **given: Any) -> dict[str, Any]:
-    """The options of the `orch sweep` that reproduces `method` (one configuration: the paper's
-    defaults): every sweep option at its default, the preset's values, then `given` (the
-    reproduce command's own values of sweep options: --data-dir, --seeds, --gpus, ...)."""
-    return {**options.defaults(), "method": method, "dataset": preset.dataset,
-            "model": model or preset.model, "trials": 1, "epochs": epochs or preset.epochs,
-            "name": method, "results_dir": str(results_dir), "scheduler": "fifo",
-            "eval_examples": preset.eval_examples,
-            "sets": [*(f"{k}={v}" for k, v in preset.sets.items()), *sets], **given}
-
-
-def is_complete(sweep_dir: Path, seeds: int) -> bool:
-    """Every seed of the method's one configuration finished (a resumed run skips it)."""
-    path = sweep_dir / parquet.TRIALS_FILE
-    if not path.is_file():
-        return False
-    return sum(row["status"] == "FINISHED" for row in parquet.read_rows(path)) >= seeds
 
 
 @dataclass(frozen=True)

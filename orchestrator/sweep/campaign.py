@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import click
 
+from orchestrator import options
 from orchestrator.options import BadInput
 from orchestrator.records import parquet
+from orchestrator.report.reproduce import Preset
 from orchestrator.sweep.request import SweepRequest, build_request
 from orchestrator.sweep.resume import load_sweep
 from orchestrator.sweep.run import run_or_exit
@@ -55,3 +57,15 @@ def run_all(requests: list[SweepRequest]) -> None:
     for request in requests:
         click.echo(f"[orch] {request.name}: {request.resources_line}")
         run_or_exit(request)
+
+
+def sweep_settings(preset: Preset, method: str, results_dir: Path, *, model: str | None,
+                   epochs: int | None, sets: Sequence[str], **given: Any) -> dict[str, Any]:
+    """The options of the `orch sweep` that reproduces `method` (one configuration: the paper's
+    defaults): every sweep option at its default, the preset's values, then `given` (the
+    reproduce command's own values of sweep options: --data-dir, --seeds, --gpus, ...)."""
+    return {**options.defaults(), "method": method, "dataset": preset.dataset,
+            "model": model or preset.model, "trials": 1, "epochs": epochs or preset.epochs,
+            "name": method, "results_dir": str(results_dir), "scheduler": "fifo",
+            "eval_examples": preset.eval_examples,
+            "sets": [*(f"{k}={v}" for k, v in preset.sets.items()), *sets], **given}

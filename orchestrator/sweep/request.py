@@ -8,6 +8,7 @@ has. Paths are made absolute here: a trial runs in its own folder, not the comma
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -179,7 +180,7 @@ def _trial_config(s: dict[str, Any], tracking_uri: str) -> tuple[dict[str, Any],
     except (ConfigError, ValueError, TrackingUnreachable, DatasetUnavailable) as error:
         raise BadInput(str(error)) from None
     if base["data_dir"]:  # a trial runs in its own folder, not this one
-        base["data_dir"] = str(Path(base["data_dir"]).resolve())
+        base["data_dir"] = os.path.abspath(base["data_dir"])
     return base, fixed, data.family
 
 

@@ -112,6 +112,93 @@ def reproduce(preset: str, methods: str | None, model: str | None, epochs: int |
     click.echo(f"[orch] done in {time.time() - started:.0f} s: " + ", ".join(str(p) for p in written))
 
 
+@main.command()
+@click.argument("preset")
+@click.option("--methods", default=None, help="Comma-separated subset of the methods (default: every registered one).")
+@click.option("--trials", default=None, type=int, help="Optuna trials per method (default: the preset's).")
+@click.option("--seeds", default=None, type=int, help="Fresh seeds the chosen configuration is re-trained with (default: the preset's).")
+@click.option("--epochs", default=None, type=int, help="Epochs of every trial (default: the preset's).")
+@click.option("--test-examples", default=None, type=int,
+              help="The first T test points, the same for every method (0: the whole test split; default: the preset's).")
+@shared("data_dir", "gpus", "gpus_per_trial", "address", "seed", "name", "results_dir", "tracking_uri", "resume",
+        name={"help": "Folder under --results-dir. Default: benchmark-PRESET-YYYYmmdd-HHMMSS."},
+        seed={"help": "Seed of every search (its fresh seeds are SEED+1, SEED+2, ...)."},
+        resume={"help": "Continue benchmark --name: finished searches and seeds are kept, an interrupted "
+                        "sweep continues from its checkpoints."})
+def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int | None, epochs: int | None,
+              test_examples: int | None, name: str | None, results_dir: str, tracking_uri: str | None,
+              resume: bool, **given) -> None:
+    """Search every method on PRESET (digits, mnist-cpu, mnist, cifar10) with the same budget,
+    re-train each one's best configuration (chosen on validation) on fresh seeds, evaluate them on
+    the same test points, and write the leaderboard with 95% intervals and paired verdicts
+    against madry (benchmark.md, benchmark.csv, benchmark.html, figures; MLflow)."""
+    # Lazy (see the module docstring): torch, Ray and MLflow.
+    import dataclasses
+
+    from orchestrator.report import benchmark as board
+    from orchestrator.report import reproduce
+    from orchestrator.sweep import benchmark as stages
+    from orchestrator.sweep import campaign
+    from orchestrator.tracking.benchmark import log_leaderboard
+    from orchestrator.tracking.store import default_tracking_uri
+
+    if preset not in board.BENCHMARKS:
+        raise BadInput(f"unknown preset {preset!r}; known: {', '.join(board.BENCHMARKS)}")
+    overrides = {"trials": trials, "seeds": seeds, "epochs": epochs, "test_examples": test_examples}
+    for flag, value in overrides.items():
+        if value is not None and value < (0 if flag == "test_examples" else 1):
+            raise BadInput(f"--{flag.replace('_', '-')} must be at least {0 if flag == 'test_examples' else 1} (got {value})")
+    chosen = chosen_methods(methods, reproduce.methods())
+    settings = dataclasses.replace(board.BENCHMARKS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    if settings.needs_data_dir and given["data_dir"] is None:
+        raise BadInput(f"preset {preset} needs --data-dir (the .npz file of the digits)")
+    root = campaign.campaign_root(results_dir, name, f"benchmark-{preset}", resume)
+    given = {**given, "tracking_uri": tracking_uri or default_tracking_uri()}
+    if not resume:  # every search checked (data, cluster, tracking) before anything is written
+        campaign.plan((stages.search_dir(root, m), lambda m=m: stages.search_settings(settings, m, root, given))
+                      for m in chosen)
+    settings, chosen = stages.saved_preset(root, settings, chosen, resume)
+    click.echo(f"[orch] benchmark {preset} into {root}: {', '.join(chosen)}; {settings.trials} trials, "
+               f"{settings.seeds} fresh seeds, {settings.epochs} epochs, "
+               f"{settings.test_examples or 'all'} test points per method")
+    started = time.time()
+    stages.run(root, settings, chosen, given)
+    written = write_leaderboard([root], root, f"`orch benchmark {preset}` ({root.name}): {settings.why}")
+    rows, _, _, dataset = board.build([root])
+    log_leaderboard(given["tracking_uri"], root.name, dataset, rows, written)
+    click.echo(f"[orch] done in {time.time() - started:.0f} s: " + ", ".join(str(p) for p in written[:3]))
+
+
+@main.command()
+@click.argument("benchmark_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for benchmark.md, benchmark.csv, benchmark.html and the figures.")
+def leaderboard(benchmark_dirs: tuple[str, ...], output: str) -> None:
+    """One leaderboard from several benchmark folders' per-example records (e.g. one method per
+    machine or day), refused when they were measured on different test points or ε."""
+    write_leaderboard([Path(d) for d in benchmark_dirs], Path(output),
+                      "orch leaderboard of " + ", ".join(Path(d).name for d in benchmark_dirs))
+
+
+def write_leaderboard(dirs: list[Path], out: Path, title: str) -> list[Path]:
+    """Writes and prints the leaderboard of `dirs` into `out`; BadInput when they cannot merge."""
+    # Lazy (see the module docstring): pandas, scipy, matplotlib.
+    from orchestrator.report import benchmark as board
+    from orchestrator.report.leaderboard import RecordsMismatch
+
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise BadInput(f"{missing[0]} is not a folder")
+    try:
+        rows, records, target, _ = board.build(dirs)
+    except (board.BenchmarkError, RecordsMismatch) as error:
+        raise BadInput(str(error)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    written = board.write(out, title, rows, records, target)
+    click.echo("\n" + written[0].read_text())
+    return written
+
+
 def chosen_methods(flag: str | None, known: list[str]) -> list[str]:
     """`--methods a,b` checked against the registered methods; all of them when not given."""
     chosen = flag.split(",") if flag else list(known)

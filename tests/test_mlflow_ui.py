@@ -104,7 +104,7 @@ def test_best_trial_is_the_finished_one_the_search_ranked_first():
 SWEEP = "ui"
 # The MLflow UI asks the server who the user is; a server without authentication answers 404.
 NO_AUTH_PROBE = "/ajax-api/2.0/mlflow/users/current"
-# Set to a folder (docs/mlflow) to keep the test's screenshots there for the README.
+# Set to a folder (docs/mlflow) to keep the test's screenshots there for docs/mlflow.md.
 SCREENSHOTS = os.environ.get("ORCH_MLFLOW_SCREENSHOTS")
 
 

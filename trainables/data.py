@@ -193,7 +193,7 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 
 @register_dataset("npz", family="mnist-like")
 def _npz(cfg: DataConfig):
-    """A user's own data: an .npz with x_train, y_train, x_test, y_test (see README)."""
+    """A user's own data: an .npz with x_train, y_train, x_test, y_test (see docs/cli.md)."""
     path = Path(cfg.data_dir)
     if not cfg.data_dir or not path.is_file():
         raise DatasetUnavailable(f"--dataset npz needs --data-dir pointing at an .npz file; got {cfg.data_dir!r}")

@@ -7,7 +7,7 @@ PGD on cross-entropy and APGD on the DLR loss (a margin loss with an adaptive st
 reference `pyautoattack` package), each with restarts, at the target ε (`STRONG_METRIC`). On the
 other epochs `SEARCH_METRIC` is the cheap per-epoch PGD (`RUNG_METRIC`), which an early-stopping
 scheduler compares across trials at the same epoch; a trial stopped on it never reports a strong
-value, and the search is told it was pruned (orchestrator.selection).
+value, and the search is told it was pruned (orchestrator.sweep.searchers).
 """
 from __future__ import annotations
 

@@ -225,3 +225,36 @@ def _accuracy_axes(ax: Any, xlabel: str) -> None:
 
 def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def worst_vs_eps_bands(series: Mapping[str, Mapping[str, Any]], target_eps: float) -> Figure:
+    """Per method: {"eps", "mean", "low", "high", "label"}: the worst-case accuracy and its
+    interval band."""
+    fig, ax = _wide_figure()
+    colors = method_colors(series)
+    for method, s in sorted(series.items()):
+        eps, mean, low, high = (np.asarray(s[k], dtype=float) for k in ("eps", "mean", "low", "high"))
+        ax.plot(eps, mean, marker="o", markersize=3, color=colors[method], label=s["label"])
+        ax.fill_between(eps, low, high, color=colors[method], alpha=0.2, linewidth=0)
+    ax.axvline(target_eps, color="grey", linestyle=":", linewidth=1)
+    _accuracy_axes(ax, "ε (L∞, pixel units)")
+    ax.set_title("Worst-case accuracy vs ε (95% intervals)", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def clean_vs_worst_bars(points: Mapping[str, tuple[Any, Any, bool]]) -> Figure:
+    """Per method: (clean, worst case, flagged), each an estimate with mean, low and high."""
+    fig, ax = _wide_figure()
+    colors = method_colors(points)
+    for method, (clean, worst, flagged) in sorted(points.items()):
+        ax.errorbar(clean.mean, worst.mean, xerr=[[clean.mean - clean.low], [clean.high - clean.mean]],
+                    yerr=[[worst.mean - worst.low], [worst.high - worst.mean]], fmt="o",
+                    color=colors[method], mfc="none" if flagged else colors[method],
+                    label=method + (" (flagged)" if flagged else ""), capsize=3)
+    _accuracy_axes(ax, "clean accuracy")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylabel("worst-case accuracy at the target ε")
+    ax.set_title("Clean vs worst case (95% intervals)", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig

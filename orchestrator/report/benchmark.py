@@ -1,0 +1,263 @@
+"""`orch benchmark`'s presets and what it writes: the leaderboard (benchmark.md, .csv, .html) and
+its two figures, all computed from the per-example records of each method's fresh-seed sweep
+(report.leaderboard), beside the chosen configuration, the cost and each paper's claim."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.records import examples, parquet
+from orchestrator.report import draw, html
+from orchestrator.report.leaderboard import Estimate, estimate, leaderboard, outcome_matrices
+from search_spaces import get_space
+
+TABLE_FILE, CSV_FILE, HTML_FILE = "benchmark.md", "benchmark.csv", "benchmark.html"
+REFERENCE = "madry"
+
+
+@dataclass(frozen=True)
+class BenchmarkPreset:
+    dataset: str
+    model: str
+    trials: int  # Optuna trials per method (the paper's defaults first)
+    seeds: int  # fresh seeds the chosen configuration is re-trained with
+    epochs: int  # the most any trial trains; ASHA may stop a search trial earlier
+    test_examples: int  # the first T points of the test split (0: all of it)
+    claims: str  # the key of each method's PAPER_CLAIMS
+    why: str  # why these numbers
+    sets: dict[str, str] = field(default_factory=dict)  # --set values every sweep gets
+    needs_data_dir: bool = False
+
+
+BENCHMARKS = {
+    "digits": BenchmarkPreset(
+        dataset="digits", model="small-cnn", trials=8, seeds=3, epochs=15, test_examples=0, claims="mnist",
+        why="CPU, offline: 8 trials per method is the demo's budget (ASHA stops most early), 15 epochs "
+            "is where the demo's best trials stop improving, 3 fresh seeds show seed-to-seed spread, and "
+            "all 360 test points keep the interval of one accuracy near ±5 points (±3 paired)."),
+    "mnist-cpu": BenchmarkPreset(
+        dataset="npz", model="small-cnn", trials=4, seeds=3, epochs=6, test_examples=500, claims="mnist",
+        sets={"target_eps": "0.3", "train_steps": "10", "eval_steps": "20", "batch_size": "50"},
+        needs_data_dir=True,
+        why="10,000 real MNIST digits (--data-dir mnist-10k.npz) on 2 CPU cores, about 1.5 hours per "
+            "method (run with --methods one at a time and merge with orch leaderboard): 4 trials, "
+            "6 epochs (see docs/benchmark/mnist-cpu/learning-curve.csv), 3 seeds, 500 test points."),
+    "mnist": BenchmarkPreset(
+        dataset="mnist", model="lenet", trials=20, seeds=5, epochs=50, test_examples=1000, claims="mnist",
+        sets={"target_eps": "0.3", "train_steps": "40", "train_step_size": "0.01", "eval_steps": "40"},
+        why="GPU, paper scale: full MNIST, LeNet, ε 0.3, PGD-40 training, 50 epochs, 20 trials and 5 "
+            "seeds per method, 1,000 test points (±3 points per accuracy; paired differences finer)."),
+    "cifar10": BenchmarkPreset(
+        dataset="cifar10", model="resnet18", trials=20, seeds=5, epochs=100, test_examples=1000,
+        claims="cifar10",
+        sets={"target_eps": "8/255", "train_steps": "10", "train_step_size": "2/255", "eval_steps": "20"},
+        why="GPU, paper scale: CIFAR-10, ResNet-18, ε 8/255, PGD-10 training, 100 epochs, 20 trials and "
+            "5 seeds per method, 1,000 test points."),
+}
+
+
+def read_records(final_dirs: list[Path]) -> pd.DataFrame:
+    """The per-example records of every method's fresh-seed sweep."""
+    paths = [d / examples.EXAMPLES_FILE for d in final_dirs if (d / examples.EXAMPLES_FILE).is_file()]
+    return examples.read(paths).to_pandas()
+
+
+def trial_rows(final_dirs: list[Path]) -> pd.DataFrame:
+    frames = [pd.read_parquet(d / parquet.TRIALS_FILE) for d in final_dirs if (d / parquet.TRIALS_FILE).is_file()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, Any]], target_eps: float,
+         claims: str) -> list[dict[str, Any]]:
+    """The leaderboard's rows: the statistics (report.leaderboard) with each method's chosen
+    configuration, costs, sanity flags and paper claim; flagged methods after the sound ones."""
+    board = leaderboard(records, target_eps, REFERENCE)
+    out = []
+    for row in board.to_dict("records"):
+        method = row["method"]
+        mine = trials[trials["method"] == method] if len(trials) else trials
+        flags = _flags(mine)
+        out.append({**row, **info.get(method, {}), "flags": flags,
+                    "claim": _claim(method, claims)})
+    return sorted(out, key=lambda r: bool(r["flags"]))  # stable: sound ones keep their order
+
+
+def _flags(trials: pd.DataFrame) -> list[str]:
+    """Why a method's numbers are not to be ranked: a failed sanity check, a collapsed training."""
+    flags = []
+    for column in trials.columns:
+        if column.startswith("sanity_") and column != "sanity_trusted" and (trials[column] == False).any():  # noqa: E712
+            flags.append(column.removeprefix("sanity_"))
+    if "collapsed" in trials and trials["collapsed"].fillna(False).astype(bool).any():
+        flags.append("collapsed")
+    return flags
+
+
+def _claim(method: str, key: str) -> str:
+    """The paper's worst-case (else AutoAttack) number for this dataset, with what it is."""
+    row = get_space(method).PAPER_CLAIMS.get(key, {})
+    claim = row.get("claims", {}).get("worst") or row.get("claims", {}).get("autoattack")
+    if claim is None:
+        return "—"
+    return (f"{claim.value:g} ({claim.paper.split(' (')[0]}, {claim.table}; {claim.model}; {claim.attack}; "
+            f"ε {claim.eps}; {claim.n_points} points)")
+
+
+HEADER = ["method", "seeds × points", "clean", "AutoAttack alone", "worst case", "vs madry (worst case)",
+          "verdict", "chosen configuration", "search CPU-s", "train CPU-s / seed", "eval CPU-s / seed",
+          "flags", "paper's claim (its own protocol)"]
+
+
+def cells(row: dict[str, Any]) -> list[str]:
+    comparison = row["comparison"]
+    difference = "—" if comparison is None else (
+        "reference" if comparison.verdict == "reference" else
+        f"{_signed(comparison.difference)} (p={comparison.p_value:.2g})")
+    verdict = "—" if comparison is None else comparison.verdict
+    if row["flags"]:
+        verdict = "not ranked: " + ", ".join(row["flags"])
+    return [row["method"], f"{row['seeds']} × {row['points']}", row["clean"].percent(),
+            row["autoattack"].percent(), row["worst"].percent(), difference, verdict,
+            row.get("config", "—"), _seconds(row.get("search_cpu_s")), _seconds(row.get("train_cpu_s")),
+            _seconds(row.get("eval_cpu_s")), ", ".join(row["flags"]) or "none", row["claim"]]
+
+
+def _signed(e: Estimate) -> str:
+    return f"{100 * e.mean:+.1f} [{100 * e.low:+.1f}, {100 * e.high:+.1f}]"
+
+
+def _seconds(value: Any) -> str:
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:,.0f}"
+
+
+LEGEND = ("Test accuracy in %, mean over seeds and test points, at the target ε, with a 95% two-way "
+          "bootstrap interval (test points and seeds resampled together). Worst case: a point counts "
+          "as robust only if no attack (AutoAttack, PGD, CW, FGSM, the sanity attacks) broke it at any "
+          "ε up to the target. vs madry: the paired difference in worst-case accuracy (same points, "
+          "same seed index) with its 95% interval and McNemar's exact p; better/worse only when the "
+          "interval excludes 0 and p < 0.05. Rows are ordered by mean worst case; an order within "
+          "'not distinguishable' is not a ranking. A flagged method (a failed sanity check, a "
+          "collapsed training) is listed last and not ranked. Costs: CPU-seconds of the trial "
+          "processes. Paper's claim: its own model and protocol, not comparable with these numbers.")
+
+
+def write(root: Path, title: str, board: list[dict[str, Any]], records: pd.DataFrame,
+          target_eps: float) -> list[Path]:
+    """benchmark.md/.csv/.html and the figures in `root`."""
+    table = [cells(r) for r in board]
+    (root / TABLE_FILE).write_text("\n".join([
+        title, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),
+        *("| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table), "", LEGEND, ""]))
+    _write_csv(root / CSV_FILE, board)
+    figures = _figures(root, board, records, target_eps)
+    shown = html.table(HEADER, table, ["untrusted" if r["flags"] else "" for r in board]) + html.paragraph(LEGEND)
+    shown += "".join(html.figure(path, caption) for path, caption in figures)
+    (root / HTML_FILE).write_text(html.page("orch benchmark", title, [("Leaderboard", shown)]))
+    return [root / TABLE_FILE, root / CSV_FILE, root / HTML_FILE, *(p for p, _ in figures)]
+
+
+def _write_csv(path: Path, board: list[dict[str, Any]]) -> None:
+    """Numbers as numbers (fractions), empty where absent."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["method", "seeds", "points", *(f"{m}_{s}" for m in ("clean", "autoattack", "worst")
+                                                        for s in ("mean", "low", "high")),
+                         "diff_vs_madry_mean", "diff_vs_madry_low", "diff_vs_madry_high", "p_value", "verdict",
+                         "config", "search_cpu_s", "train_cpu_s", "eval_cpu_s", "flags", "paper_claim"])
+        for r in board:
+            c = r["comparison"]
+            estimates = [v for m in ("clean", "autoattack", "worst") for v in (r[m].mean, r[m].low, r[m].high)]
+            diff = [c.difference.mean, c.difference.low, c.difference.high, c.p_value, c.verdict] if c else [""] * 5
+            writer.writerow([r["method"], r["seeds"], r["points"], *estimates, *diff, r.get("config", ""),
+                             r.get("search_cpu_s", ""), r.get("train_cpu_s", ""), r.get("eval_cpu_s", ""),
+                             ";".join(r["flags"]), r["claim"]])
+
+
+def _figures(root: Path, board: list[dict[str, Any]], records: pd.DataFrame,
+             target_eps: float) -> list[tuple[Path, str]]:
+    rng = np.random.default_rng(0)
+    grid = sorted(e for e in records["eps"].unique() if e > 0)
+    series = {}
+    for r in board:
+        points = [(0.0, r["clean"])] + [
+            (eps, estimate(outcome_matrices(records[records["method"] == r["method"]], eps)[r["method"]]["worst"], rng))
+            for eps in grid]
+        series[r["method"]] = {"eps": [e for e, _ in points], "mean": [s.mean for _, s in points],
+                               "low": [s.low for _, s in points], "high": [s.high for _, s in points],
+                               "label": r["method"] + (" (flagged)" if r["flags"] else "")}
+    draw.save(draw.worst_vs_eps_bands(series, target_eps), root, "benchmark_worst_vs_eps")
+    draw.save(draw.clean_vs_worst_bars({r["method"]: (r["clean"], r["worst"], bool(r["flags"])) for r in board}),
+              root, "benchmark_clean_vs_worst")
+    return [(root / "benchmark_worst_vs_eps.png",
+             "Worst-case test accuracy vs ε per method (mean over seeds and points; band: 95% two-way "
+             "bootstrap interval). Dotted: the target ε."),
+            (root / "benchmark_clean_vs_worst.png",
+             "Clean vs worst-case accuracy at the target ε per method, with 95% intervals; hollow: flagged.")]
+
+
+class BenchmarkError(ValueError):
+    """Benchmark folders that cannot make one leaderboard; the message says why."""
+
+
+CLAIMS_OF = {"digits": "mnist", "npz": "mnist", "mnist": "mnist", "cifar10": "cifar10"}
+
+
+def seed_sweeps(dirs: list[Path]) -> list[Path]:
+    """Each benchmark folder's fresh-seed sweeps (`<method>-seeds`), or the folder itself if it is one."""
+    found = []
+    for folder in dirs:
+        found += [folder] if folder.name.endswith("-seeds") else sorted(folder.glob("*-seeds"))
+    return [d for d in found if (d / parquet.TRIALS_FILE).is_file()]
+
+
+def costs(seeds_sweep: Path) -> dict[str, float]:
+    """CPU-seconds: the method's whole search (its sibling `-search` sweep), and per fresh seed
+    its training and its evaluation."""
+    search_path = seeds_sweep.with_name(seeds_sweep.name.removesuffix("-seeds") + "-search") / parquet.TRIALS_FILE
+    search = pd.read_parquet(search_path) if search_path.is_file() else pd.DataFrame()
+    seeds = pd.read_parquet(seeds_sweep / parquet.TRIALS_FILE)
+    seeds = seeds[seeds["status"] == "FINISHED"]
+    spent = [search[c].fillna(0).sum() for c in ("train_cpu_s", "eval_cpu_s") if c in search]
+    return {"search_cpu_s": float(sum(spent)) if spent else float("nan"),
+            "train_cpu_s": float(seeds["train_cpu_s"].mean()) if "train_cpu_s" in seeds else float("nan"),
+            "eval_cpu_s": float(seeds["eval_cpu_s"].mean()) if "eval_cpu_s" in seeds else float("nan")}
+
+
+def config_text(trials: pd.DataFrame) -> str:
+    """The configuration every fresh seed trained (its hp_* values other than the seed)."""
+    row = trials.iloc[0]
+    return " ".join(f"{c.removeprefix('hp_')}={row[c]:.4g}" if isinstance(row[c], float) else
+                    f"{c.removeprefix('hp_')}={row[c]}" for c in sorted(trials)
+                    if c.startswith("hp_") and c != "hp_seed" and pd.notna(row[c]) and not c.startswith("hp_eval")
+                    and c != "hp_evaluate_test")
+
+
+def build(dirs: list[Path]) -> tuple[list[dict[str, Any]], pd.DataFrame, float, str]:
+    """(leaderboard rows, records, target ε, dataset) of one or more benchmark folders merged;
+    BenchmarkError (or RecordsMismatch) when they cannot be compared."""
+    sweeps = seed_sweeps(dirs)
+    if not sweeps:
+        raise BenchmarkError("no finished fresh-seed sweep (<method>-seeds) in " + ", ".join(map(str, dirs)))
+    trials = trial_rows(sweeps)
+    methods = trials.groupby("method")["sweep"].nunique()
+    if (methods > 1).any():
+        raise BenchmarkError(f"method {methods[methods > 1].index[0]} is in more than one of the merged benchmarks")
+    finished = trials[trials["status"] == "FINISHED"]
+    for column, what in (("target_eps", "target ε"), ("dataset", "dataset")):
+        values = finished[column].dropna().unique()
+        if len(values) > 1:
+            raise BenchmarkError(f"the records were measured at different {what}s "
+                                 f"({', '.join(map(str, sorted(values)))}): merge only benchmarks of one preset")
+    records = read_records(sweeps)
+    target, dataset = float(finished["target_eps"].iloc[0]), str(finished["dataset"].iloc[0])
+    info = {}
+    for sweep_dir in sweeps:
+        mine = finished[finished["sweep"] == sweep_dir.name]
+        if len(mine):
+            info[mine["method"].iloc[0]] = {"config": config_text(mine), **costs(sweep_dir)}
+    return rows(records, finished, info, target, CLAIMS_OF.get(dataset, dataset)), records, target, dataset

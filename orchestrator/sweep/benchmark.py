@@ -1,0 +1,113 @@
+"""`orch benchmark PRESET`: every method searched on the same budget, its best configuration
+re-trained on fresh seeds and evaluated once on the same test points, then one leaderboard.
+
+Per method, under `<results-dir>/<name>/`:
+1. `<method>-search`: an ordinary sweep of N Optuna trials (the paper's defaults first), ASHA on
+   the per-epoch validation PGD, the same epochs, data, model and target ε for every method, the
+   weights of the best validation epoch (`--final-checkpoint best`) for every method. The test
+   split is not read (`evaluate_test=false`): Optuna sees the strong validation attack only.
+2. The best configuration by that validation number.
+3. `<method>-seeds`: the configuration re-trained with K seeds the search never used (the search's
+   seed + 1, + 2, ...), each evaluated once with the standard profile on the first T test points,
+   its per-example outcomes recorded in examples.parquet.
+A stage that finished is never run again: `--resume --name NAME` continues where a kill left
+off, a search or seed sweep that was interrupted continues from its checkpoints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from orchestrator import options
+from orchestrator.records import parquet
+from orchestrator.report.benchmark import BenchmarkPreset
+from orchestrator.sweep import campaign
+from trainables.selection import STRONG_METRIC
+
+
+def search_dir(root: Path, method: str) -> Path:
+    return root / f"{method}-search"
+
+
+def seeds_dir(root: Path, method: str) -> Path:
+    return root / f"{method}-seeds"
+
+
+def _settings(preset: BenchmarkPreset, method: str, root: Path, name: str, sets: list[str],
+              given: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    return {**options.defaults(), "method": method, "dataset": preset.dataset, "model": preset.model,
+            "name": name, "results_dir": str(root), "final_checkpoint": "best",
+            "eval_examples": preset.test_examples, "eval_profile": "standard",
+            "sets": [*(f"{k}={v}" for k, v in preset.sets.items()), *sets], **given, **overrides}
+
+
+def search_settings(preset: BenchmarkPreset, method: str, root: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """Stage 1: the search, validation only."""
+    return _settings(preset, method, root, search_dir(root, method).name, ["evaluate_test=false"], given,
+                     trials=preset.trials, epochs=preset.epochs)
+
+
+def seeds_settings(preset: BenchmarkPreset, method: str, root: Path, chosen: dict[str, Any],
+                   given: dict[str, Any]) -> dict[str, Any]:
+    """Stage 3: the chosen configuration (every searched value fixed) on K fresh seeds."""
+    fixed = [f"{key}={value}" for key, value in chosen.items()]
+    return _settings(preset, method, root, seeds_dir(root, method).name, fixed, given,
+                     trials=1, seeds=preset.seeds, epochs=preset.epochs, scheduler="fifo",
+                     seed=given.get("seed", 0) + 1)
+
+
+def search_ended(root: Path, method: str, trials: int) -> bool:
+    path = search_dir(root, method) / parquet.TRIALS_FILE
+    return path.is_file() and len(parquet.read_rows(path)) >= trials
+
+
+def chosen_configuration(root: Path, method: str) -> dict[str, Any]:
+    """The search's best finished trial by the strong validation attack: its searched values."""
+    trials = pd.read_parquet(search_dir(root, method) / parquet.TRIALS_FILE)
+    finished = trials[(trials["status"] == "FINISHED") & trials[STRONG_METRIC].notna()]
+    if finished.empty:
+        raise campaign.BadInput(f"benchmark: no search trial of {method} finished, nothing to re-train")
+    best = finished.sort_values([STRONG_METRIC, "val_clean_acc", "trial_id"],
+                                ascending=[False, False, True]).iloc[0]
+    searched = [c for c in trials if c.startswith("hp_") and c != "hp_seed"]
+    return {c.removeprefix("hp_"): _plain(best[c]) for c in searched if pd.notna(best[c])}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as the Python values --set parses back."""
+    return value.item() if hasattr(value, "item") else value
+
+
+SETTINGS_FILE = "benchmark.json"
+
+
+def saved_preset(root: Path, preset: BenchmarkPreset, methods: list[str], resume: bool) -> tuple[BenchmarkPreset, list[str]]:
+    """A new benchmark saves its preset (with the flags' overrides) and methods; --resume reads
+    them back, so the continued benchmark is the same one."""
+    path = root / SETTINGS_FILE
+    if not resume:
+        root.mkdir(parents=True)
+        path.write_text(json.dumps({"preset": dataclasses.asdict(preset), "methods": methods}, indent=1))
+        return preset, methods
+    if not path.is_file():
+        raise campaign.BadInput(f"--resume: {root} holds no benchmark (no {SETTINGS_FILE})")
+    saved = json.loads(path.read_text())
+    return BenchmarkPreset(**saved["preset"]), saved["methods"]
+
+
+def run(root: Path, preset: BenchmarkPreset, methods: list[str], given: dict[str, Any]) -> None:
+    """Each method in turn: its search (unless it ended), then its fresh seeds (unless K finished)."""
+    for method in methods:
+        if not search_ended(root, method, preset.trials):
+            campaign.run_all(campaign.plan([(search_dir(root, method),
+                                             lambda: search_settings(preset, method, root, given))]))
+        if campaign.finished_trials(seeds_dir(root, method)) < preset.seeds:
+            chosen = chosen_configuration(root, method)
+            click.echo(f"[orch] {method}: re-training {chosen} on {preset.seeds} fresh seeds")
+            campaign.run_all(campaign.plan([(seeds_dir(root, method),
+                                             lambda: seeds_settings(preset, method, root, chosen, given))]))

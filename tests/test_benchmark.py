@@ -1,0 +1,110 @@
+"""`orch benchmark` end to end on a tiny digits budget (2 methods x 2 trials x 2 seeds x 1 epoch)
+through real Ray, a real SQLite MLflow store and real Parquet: killed (SIGKILL) after the first
+method's search and resumed without duplicating a run or a row; the leaderboard is computed from
+the per-example records (an identical copy of madry differs by 0 and is not distinguishable; a
+planted better copy is better); bad input is one line, exit 2, nothing written."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from cluster_helpers import Orch
+from orchestrator.cli import main
+
+pytestmark = pytest.mark.integration
+
+TINY = ["digits", "--methods", "madry,trades", "--trials", "2", "--seeds", "2", "--epochs", "1",
+        "--test-examples", "40", "--name", "tiny", "--results-dir", "results"]
+
+
+def _orch(tmp_path, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return Orch(["benchmark", *TINY, "--tracking-uri", f"sqlite:///{tmp_path}/m.db", *extra], env, tmp_path)
+
+
+def _leaderboard(*args):
+    return CliRunner().invoke(main, ["leaderboard", *map(str, args)])
+
+
+def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
+    root = tmp_path / "results" / "tiny"
+    first = _orch(tmp_path)
+    first.lines_until(lambda line: "re-training" in line and "madry" in line, timeout_s=900)
+    first.kill()  # SIGKILL mid-benchmark: madry's search ended, its seeds had just started
+    resumed = _orch(tmp_path, "--resume")
+    assert resumed.finish(timeout_s=1500) == 0, resumed.output[-3000:]
+
+    for method in ("madry", "trades"):
+        search = pq.read_table(root / f"{method}-search" / "trials.parquet").to_pylist()
+        assert len(search) == 2 and len({r["trial_id"] for r in search}) == 2
+        assert all(r["clean_acc"] is None for r in search)  # the search never read the test split
+        seeds = pq.read_table(root / f"{method}-seeds" / "trials.parquet").to_pylist()
+        assert sorted(r["seed"] for r in seeds if r["status"] == "FINISHED") == [1, 2]
+        records = pq.read_table(root / f"{method}-seeds" / "examples.parquet").to_pandas()
+        assert sorted(records["index"].unique()) == list(range(40))
+        assert not records.duplicated(["trial_id", "attack", "path", "eps", "index"]).any()
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    experiment = client.get_experiment_by_name("orch-digits")
+    runs = client.search_runs([experiment.experiment_id])
+    names = [r.info.run_name for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(names) == sorted(["madry-search", "madry-seeds", "trades-search", "trades-seeds", "tiny"])
+    children_of_tiny = [r for r in runs if r.data.tags.get("orch.role") == "benchmark-method"]
+    assert sorted(r.data.tags["method"] for r in children_of_tiny) == ["madry", "trades"]
+    table = (root / "benchmark.md").read_text()
+    assert "| madry |" in table and "| trades |" in table and "reference" in table
+
+    # The leaderboard comes from the records: a copy of madry's is madry again.
+    twin = tmp_path / "twin"
+    shutil.copytree(root / "madry-seeds", twin / "twin-seeds")
+    for name in ("examples.parquet", "trials.parquet"):
+        frame = pq.read_table(twin / "twin-seeds" / name).to_pandas()
+        frame["method"] = "twin"
+        frame.to_parquet(twin / "twin-seeds" / name, index=False)
+    same = _leaderboard(root / "madry-seeds", twin, "-o", tmp_path / "same")
+    assert same.exit_code == 0, same.output
+    twin_row = next(line for line in same.output.splitlines() if line.startswith("| twin |"))
+    assert "+0.0 [+0.0, +0.0]" in twin_row and "not distinguishable" in twin_row
+
+    # A planted better copy: every point it got wrong under attack is now right.
+    frame = pq.read_table(twin / "twin-seeds" / "examples.parquet").to_pandas()
+    frame["correct"] = True
+    frame.to_parquet(twin / "twin-seeds" / "examples.parquet", index=False)
+    better = _leaderboard(root / "madry-seeds", twin, "-o", tmp_path / "better")
+    assert "| better |" in next(line for line in better.output.splitlines() if line.startswith("| twin |"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["nope"], "orch: error: unknown preset 'nope'; known: digits, mnist-cpu, mnist, cifar10"),
+    (["digits", "--methods", "madry,nine"], "orch: error: --methods: unknown nine; known: "),
+    (["digits", "--seeds", "0"], "orch: error: --seeds must be at least 1 (got 0)"),
+    (["digits", "--trials", "0"], "orch: error: --trials must be at least 1 (got 0)"),
+])
+def test_benchmark_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["benchmark", *args])
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_leaderboard_refuses_records_on_different_test_points(tmp_path):
+    """Two benchmark folders measured on different points cannot be merged: one line, exit 2."""
+    import pandas as pd
+
+    for name, points in (("a", range(5)), ("b", range(3, 8))):
+        sweep = tmp_path / name / f"{name}-seeds"
+        sweep.mkdir(parents=True)
+        pd.DataFrame([{"sweep": f"{name}-seeds", "method": name, "trial_id": "t", "status": "FINISHED",
+                       "target_eps": 0.1, "dataset": "digits", "seed": 1, "hp_lr": 0.001}]).to_parquet(sweep / "trials.parquet")
+        pd.DataFrame([{"sweep": f"{name}-seeds", "method": name, "trial_id": "t", "config_id": "c", "seed": 1,
+                       "attack": "clean", "path": "predict", "eps": 0.0, "index": i, "correct": True}
+                      for i in points]).to_parquet(sweep / "examples.parquet")
+    result = _leaderboard(tmp_path / "a", tmp_path / "b", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("orch: error: the records are on different test points")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,80 @@
+"""The leaderboard is computed from per-example records: planted records give the numbers and
+verdicts they must."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator.report.leaderboard import RecordsMismatch, leaderboard, outcome_matrices
+
+TARGET = 0.1
+
+
+def records(method: str, outcomes: dict[tuple[str, float], np.ndarray], seeds=(10, 11), points=None) -> pd.DataFrame:
+    """Rows for `method`: outcomes[(attack, eps)] is a [seed, point] bool matrix."""
+    rows = []
+    for (attack, eps), matrix in outcomes.items():
+        for i, seed in enumerate(seeds):
+            for j, correct in enumerate(matrix[i]):
+                rows.append({"method": method, "seed": seed, "attack": attack, "path": "predict", "eps": eps,
+                             "index": (points[j] if points is not None else j), "correct": bool(correct)})
+    return pd.DataFrame(rows)
+
+
+def model(rng: np.random.Generator, clean: float, robust: float, n: int = 400) -> dict:
+    clean_ok = rng.random((2, n)) < clean
+    robust_ok = clean_ok & (rng.random((2, n)) < robust / clean)
+    return {("clean", 0.0): clean_ok, ("pgd", TARGET): robust_ok, ("autoattack", TARGET): robust_ok}
+
+
+def test_two_identical_models_differ_by_zero_and_are_not_distinguishable():
+    outcomes = model(np.random.default_rng(0), 0.9, 0.6)
+    board = leaderboard(pd.concat([records("madry", outcomes), records("twin", outcomes)]), TARGET)
+    twin = board[board["method"] == "twin"].iloc[0]
+    assert twin["comparison"].difference.mean == 0.0
+    assert twin["comparison"].verdict == "not distinguishable"
+
+
+def test_a_planted_better_model_is_better_and_a_worse_one_worse():
+    rng = np.random.default_rng(1)
+    base = model(rng, 0.9, 0.5)
+    better = {key: value.copy() for key, value in base.items()}
+    # The same points, plus 80 of the broken-but-clean ones now robust: a paired gain.
+    broken = np.flatnonzero(base[("clean", 0.0)][0] & ~base[("pgd", TARGET)][0])[:80]
+    for key in (("pgd", TARGET), ("autoattack", TARGET)):
+        better[key][:, broken] = True
+    board = leaderboard(pd.concat([records("madry", base), records("better", better)]), TARGET)
+    verdicts = dict(zip(board["method"], [c.verdict for c in board["comparison"]]))
+    assert verdicts == {"madry": "reference", "better": "better"}
+    reverse = leaderboard(pd.concat([records("madry", better), records("worse", base)]), TARGET)
+    assert dict(zip(reverse["method"], [c.verdict for c in reverse["comparison"]]))["worse"] == "worse"
+
+
+def test_worst_case_counts_a_break_at_a_smaller_eps_and_any_attack():
+    """Point 0 survives PGD at the target but Square broke it at a smaller ε: not robust."""
+    ok = np.ones((2, 3), dtype=bool)
+    square_small = ok.copy()
+    square_small[:, 0] = False
+    outcomes = {("clean", 0.0): ok, ("pgd", TARGET): ok, ("square", TARGET / 2): square_small,
+                ("autoattack", TARGET): ok, ("pgd", 0.3): np.zeros((2, 3), dtype=bool)}
+    matrices = outcome_matrices(records("m", outcomes), TARGET)
+    assert matrices["m"]["worst"].tolist() == [[False, True, True]] * 2
+    assert matrices["m"]["autoattack"].all()  # AutoAttack alone is what it measured
+
+
+def test_intervals_contain_the_mean_and_shrink_with_more_points():
+    wide = leaderboard(records("madry", model(np.random.default_rng(2), 0.9, 0.6, n=100)), TARGET)
+    narrow = leaderboard(records("madry", model(np.random.default_rng(2), 0.9, 0.6, n=1600)), TARGET)
+    for board in (wide, narrow):
+        worst = board.iloc[0]["worst"]
+        assert worst.low <= worst.mean <= worst.high
+    assert narrow.iloc[0]["worst"].high - narrow.iloc[0]["worst"].low < \
+        wide.iloc[0]["worst"].high - wide.iloc[0]["worst"].low
+
+
+def test_records_on_different_test_points_are_refused():
+    outcomes = model(np.random.default_rng(3), 0.9, 0.6, n=5)
+    merged = pd.concat([records("madry", outcomes), records("other", outcomes, points=[0, 1, 2, 3, 9])])
+    with pytest.raises(RecordsMismatch, match="different test points"):
+        leaderboard(merged, TARGET)

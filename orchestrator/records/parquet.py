@@ -53,6 +53,8 @@ TRIAL_OUTCOME = [
     ("autoattack_acc", pa.float64()),  # test split at target_eps; null unless --eval standard|full
     ("eval_profile", pa.string()),  # the final evaluation's profile: quick | standard | full
     ("robust_is_upper_bound", pa.bool_()),  # quick: no AutoAttack, robust_acc is an upper bound
+    ("train_cpu_s", pa.float64()),  # CPU-seconds of the trial's process: training (+ validation)
+    ("eval_cpu_s", pa.float64()),  # ... and the final test evaluation
     # trainables.sanity: True/False, null where a check did not run; sanity_trusted = all that ran.
     *[(f"sanity_{check}", pa.bool_()) for check in (*CHECKS, "trusted")],
 ]

@@ -9,10 +9,10 @@ from typing import Any, Callable, TextIO
 import click
 from ray import tune
 
-from orchestrator.records import parquet
+from orchestrator.records import examples, parquet
 from orchestrator.records.results import (
     SEED_KEY, SweepInfo, collapse_warning, config_id, curve_of, epoch_metrics, error_line, failed_checks,
-    final_weights_of, sanity_columns)
+    final_weights_of, is_final, sanity_columns)
 from trainables.selection import RUNG_METRIC, STRONG_METRIC
 
 
@@ -62,19 +62,26 @@ class ParquetRecorder(tune.Callback):
         result = trial.last_result or {}
         identity = self._identity(trial)
         curve = curve_of(result)
-        if curve and trial.trial_id in self.finished:
+        if is_final(result) and trial.trial_id in self.finished:
             return  # recorded before the driver died; restoring it changed nothing
-        status = "FINISHED" if curve else "STOPPED"  # no curve: stopped before its last epoch
-        parquet.upsert(self.sweep_dir / parquet.CURVES_FILE,
-                       [{**identity, **point} for point in curve], "curves")
+        # Not final: the scheduler stopped it before its last epoch (a search that reads no test
+        # split ends final without a curve).
+        status = "FINISHED" if is_final(result) else "STOPPED"
+        if curve:
+            parquet.upsert(self.sweep_dir / parquet.CURVES_FILE, [{**identity, **point} for point in curve], "curves")
+        per_example = examples.examples_of(result)
+        if per_example is not None:
+            examples.upsert(self.sweep_dir / examples.EXAMPLES_FILE, examples.table_of(identity, per_example))
         self._write_trial(trial, identity, status, result, error=None)
         self.ended += 1
         if status == "STOPPED":  # no test evaluation: the scheduler ended it before the last epoch
             outcome = (f"stopped early by the scheduler after epoch {result.get('epoch', '?')}: "
                        f"val robust {result.get('val_robust_acc', float('nan')):.3f}")
-        else:
+        elif "test_clean_acc" in result:
             outcome = (f"finished: test clean {result['test_clean_acc']:.3f}  "
                        f"test robust {result['test_robust_acc']:.3f}")
+        else:
+            outcome = f"finished: val robust (strong attack) {result[STRONG_METRIC]:.3f}, test split not read"
         self._say(f"[orch] trial {trial.trial_id} {outcome} ({self.ended}/{self.info.trials})")
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -98,6 +105,8 @@ class ParquetRecorder(tune.Callback):
             "checkpoint_uri": trial.checkpoint.path if trial.checkpoint is not None else None,
             "error": error,
             "autoattack_acc": result.get("test_autoattack_acc"),
+            "train_cpu_s": result.get("train_cpu_s"),  # CPU-seconds of the trial's process
+            "eval_cpu_s": result.get("eval_cpu_s"),
             "eval_profile": self.info.profile_of(trial.config),
             "robust_is_upper_bound": self.info.is_upper_bound(trial.config),
             **sanity_columns(result),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.evaluate import UPPER_BOUND_PROFILES
+from trainables.selection import STRONG_METRIC
 
 SEED_KEY = "seed"
 # Keys Tune adds to every result; they are bookkeeping, not our metrics.
@@ -47,6 +48,11 @@ def config_id(config: dict[str, Any]) -> str:
     """A short stable id of a configuration, the same for all its seed replicates."""
     rest = {k: v for k, v in sorted(config.items()) if k != SEED_KEY}
     return hashlib.sha1(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def is_final(result: dict[str, Any] | None) -> bool:
+    """The result of a trial's last epoch: it carries the strong validation value."""
+    return bool(result) and STRONG_METRIC in result
 
 
 def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:

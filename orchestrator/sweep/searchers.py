@@ -36,13 +36,8 @@ from typing import Any
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.records.results import SEED_KEY
+from orchestrator.records.results import SEED_KEY, is_final
 from trainables.selection import STRONG_METRIC
-
-
-def is_final(result: dict[str, Any] | None) -> bool:
-    """The result of a trial's last epoch: it carries the strong validation value."""
-    return bool(result) and STRONG_METRIC in result
 
 
 class PruningOptunaSearch(OptunaSearch):

@@ -17,7 +17,8 @@ from cluster_helpers import MlflowServer
 from conftest import FAST
 from headless_chromium import find_or_install_chromium, open_page
 from orchestrator.records.results import from_origin
-from orchestrator.tracking.logger import EPS_STEP_SCALE, curve_metrics
+from orchestrator.tracking.logger import (
+    EPS_STEP_SCALE, at_target, child_run_name, compared_metrics, curve_metrics, diagnostics)
 from orchestrator.cli import main
 from orchestrator.sweep.space import describe_space
 from orchestrator.sweep.run import SEARCH_SPACE_FILE
@@ -25,6 +26,7 @@ from orchestrator.sweep.space import parent_params, search_space_record
 from orchestrator.tracking.runs import EXPERIMENT_KIND_TAG, TRAINING_KIND, best_trial_record
 from trainables.config import TrialConfig
 from trainables.evaluate import robustness_curve
+from trainables.protocol import resolve_protocol
 from trainables.selection import STRONG_METRIC
 from trainables.trial import build_method
 
@@ -63,17 +65,44 @@ def test_curve_metrics_put_eps_on_the_step_axis_one_history_per_attack(real_curv
     for metric in metrics:
         histories.setdefault(metric.key, []).append((metric.step, metric.value))
     attacks = {p["attack"] for p in real_curve} - {"clean"}
-    assert set(histories) == {f"eval/quick/robust_acc/{a}" for a in attacks} | {"eval/quick/robust_acc/autoattack-base"}
+    assert set(histories) == {f"eval/quick/curve/{a}" for a in attacks} | {"eval/quick/curve/autoattack-base"}
     for attack in attacks:
         expected = [(round(p["eps"] * EPS_STEP_SCALE), p["accuracy"]) for p in curve if p["attack"] == attack]
-        assert histories[f"eval/quick/robust_acc/{attack}"] == expected
+        assert histories[f"eval/quick/curve/{attack}"] == expected
         assert [step for step, _ in expected] == [0, 100, 200]
+
+
+def test_at_target_holds_each_attack_alone_at_the_target_eps(real_curve):
+    curve = from_origin(real_curve)
+    values = at_target(curve, target_eps=0.2)
+    attacks = {p["attack"] for p in real_curve} - {"clean", "worst"}
+    assert values == {f"test_acc_at_target/{p['attack']}": p["accuracy"] for p in curve
+                      if p["eps"] == 0.2 and p["attack"] in attacks}
+    assert len(values) == len(attacks)  # the worst case is test_robust_acc, clean test_clean_acc
+
+
+def test_diagnostics_are_not_metrics():
+    result = {"loss": 0.3, "val_robust_acc": 0.5, "test_robust_acc": 0.4, "target_eps": 0.1,
+              "evaluated_epoch": 3, "search_robust_acc": 0.5, "blackbox_gap/square/eps_0.1000": 0.01,
+              "blackbox_gap/square/eps_0.1000/low": -0.02, "collapsed": False, "node_id": "n"}
+    assert compared_metrics(result) == {"loss": 0.3, "val_robust_acc": 0.5, "test_robust_acc": 0.4}
+    kept = diagnostics(result)
+    assert {"target_eps", "evaluated_epoch", "blackbox_gap/square/eps_0.1000/low"} <= set(kept)
+
+
+def test_a_child_run_name_starts_with_its_trial_id_then_its_searched_values():
+    name = child_run_name("3f2a1_00004", {"lambda": 0.52341, "embed_dim": 8, "lr": 0.001, "seed": 1},
+                          ("lambda", "embed_dim"))
+    assert name == "3f2a1_00004 lambda=0.523 embed_dim=8 seed=1"
 
 
 def test_parent_params_describe_the_search_not_the_defaults_it_replaces():
     base = TrialConfig(method="er-classifier").to_flat()
     record = search_space_record("er-classifier", "mnist-like", {"lambda": 0.5}, [{"embed_dim": 4}])
-    params = parent_params(record, base, trials=8)
+    params = parent_params(record, base, trials=8, family="mnist-like")
+    # The ε values the dataset's protocol gave, not the config's unset () and None.
+    protocol = resolve_protocol(TrialConfig.from_flat(base), "mnist-like")
+    assert params["target_eps"] == protocol.target_eps and params["eps_grid"].endswith("0.3")
     searched = {d["name"] for d in record["searched"]}
     assert searched == {"embed_dim", "prior", "base", "train_eps", "lr"}  # lambda is fixed by --set
     assert not searched & set(params)  # no default poses as the value of a searched key

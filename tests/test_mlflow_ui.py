@@ -174,7 +174,7 @@ def test_mlflow_holds_the_curves_search_space_best_trial_datasets_and_models(ser
         for attack, points in mine[mine["attack"] != "clean"].groupby("attack"):
             points = points.sort_values("eps")
             assert points["eps"].iloc[0] == 0 and points["accuracy"].iloc[0] == clean  # from the origin
-            history = sorted(client.get_metric_history(child.info.run_id, f"robust_acc/{attack}"), key=lambda m: m.step)
+            history = sorted(client.get_metric_history(child.info.run_id, f"curve/{attack}"), key=lambda m: m.step)
             assert [(m.step, m.value) for m in history] == [
                 (round(eps * EPS_STEP_SCALE), acc) for eps, acc in zip(points["eps"], points["accuracy"])]
         (data,) = child.inputs.dataset_inputs
@@ -201,11 +201,11 @@ def _row_texts(page) -> list[str]:
         " return Object.values(rows); })()")
 
 
-# The chart card of robust_acc/worst: each plotted run's (steps, values), once per run (MLflow
+# The chart card of curve/worst: each plotted run's (steps, values), once per run (MLflow
 # draws a run's line and its markers as two traces).
 WORST_CHART = (
     "(() => { const cards = Array.from(document.querySelectorAll('[data-testid=experiment-view-compare-runs-card]'))"
-    ".filter(c => c.innerText.startsWith('robust_acc/worst\\n'));"
+    ".filter(c => c.innerText.startsWith('curve/worst\\n'));"
     " const plot = cards.length === 1 && cards[0].querySelector('.js-plotly-plot');"
     " if (!plot || !plot.data || !plot.data.length) return null;"
     " return Object.fromEntries(plot.data.map(t => [t.name, Array.from(t.x).map((x, i) => [x, t.y[i]])])); })()")
@@ -243,14 +243,15 @@ def test_the_mlflow_ui_nests_the_trials_and_overlays_their_curves(served_sweep, 
         page.evaluate("document.querySelector('.ag-row button[data-component-id*=runnamecellrenderer]').click()")
         page.wait_until(" && ".join(f"document.body.innerText.includes('{name}')" for name in names), 60)
         rows = {name: next(t for t in _row_texts(page) if name in t) for name in names}
-        for text in rows.values():  # the Dataset and Models columns
-            assert "digits" in text and "standard-small-cnn" in text, text
+        for name, text in rows.items():  # the Dataset and Models columns: each trial's own model
+            trial_id = name.split(" ")[0]
+            assert "digits" in text and f"{trial_id}-standard" in text, text
         _keep(page, "runs-table.png", tmp_path)
 
         page.evaluate("document.querySelector('input[name=\"runs-view-mode\"][value=\"CHART\"]').click()")
         page.wait_until("!!document.querySelector('input[placeholder=\"Search metric charts\"]')", 60)
         page.evaluate("document.querySelector('input[placeholder=\"Search metric charts\"]').focus()")
-        page.send("Input.insertText", {"text": "robust_acc/worst"})
+        page.send("Input.insertText", {"text": "curve/worst"})
         drawn = page.wait_until(WORST_CHART, 90)
         assert sorted(drawn) == names  # the two nested trials, overlaid
         for child in children:

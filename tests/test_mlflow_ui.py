@@ -70,6 +70,8 @@ def test_curve_metrics_put_eps_on_the_step_axis_one_history_per_attack(real_curv
         expected = [(round(p["eps"] * EPS_STEP_SCALE), p["accuracy"]) for p in curve if p["attack"] == attack]
         assert histories[f"eval/quick/curve/{attack}"] == expected
         assert [step for step, _ in expected] == [0, 100, 200]
+    at_target_only = curve + [{**curve[-1], "attack": "square", "eps": 0.1}]
+    assert not [m for m in curve_metrics(at_target_only, timestamp_ms=1) if m.key == "curve/square"]
 
 
 def test_at_target_holds_each_attack_alone_at_the_target_eps(real_curve):
@@ -171,8 +173,12 @@ def test_mlflow_holds_the_curves_search_space_best_trial_datasets_and_models(ser
     for child in children:
         mine = curves[curves["mlflow_run_id"] == child.info.run_id]
         clean = mine[mine["attack"] == "clean"]["accuracy"].item()
-        for attack, points in mine[mine["attack"] != "clean"].groupby("attack"):
+        attacked = mine[mine["attack"] != "clean"]
+        for attack, points in attacked.groupby("attack"):
             points = points.sort_values("eps")
+            if points["eps"].max() < attacked["eps"].max():  # run at the target only: not a curve
+                assert client.get_metric_history(child.info.run_id, f"curve/{attack}") == []
+                continue
             assert points["eps"].iloc[0] == 0 and points["accuracy"].iloc[0] == clean  # from the origin
             history = sorted(client.get_metric_history(child.info.run_id, f"curve/{attack}"), key=lambda m: m.step)
             assert [(m.step, m.value) for m in history] == [

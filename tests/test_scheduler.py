@@ -83,6 +83,7 @@ def _metrics_are_where_their_names_say(client, run, row, curves) -> None:
     attacks = at_target[~at_target["attack"].isin(["clean", "worst"])]
     assert shown_at_target == {r.attack if r.path == "predict" else f"{r.attack}-{r.path}": r.accuracy
                                for r in attacks.itertuples()} and shown_at_target
+    assert [k for k in metrics if k.startswith(CURVE_PREFIX)]
     for name in (k for k in metrics if k.startswith(CURVE_PREFIX)):
         history = client.get_metric_history(run.info.run_id, name)
         last = max(history, key=lambda m: m.step)

@@ -8,7 +8,8 @@ is at the ε its name says (docs/mlflow.md):
   last epoch, `val_strong_robust_acc`);
 - at the target ε (step = last epoch): `test_clean_acc`, `test_robust_acc` (worst case),
   `test_autoattack_acc`, and each attack alone as `test_acc_at_target/<attack>`;
-- the curves (step = ε × 1000): `curve/<attack>`, whose latest value is at the grid's largest ε.
+- the curves (step = ε × 1000): `curve/<attack>` of each attack run over the whole grid, whose
+  latest value is at the grid's largest ε.
 Diagnostics (the black-box gaps, the bookkeeping of the search) go to the artifact
 `diagnostics.json`; the full flat config to `config.json`."""
 from __future__ import annotations
@@ -77,9 +78,14 @@ def curve_metric_name(point: dict[str, Any]) -> str:
 
 def curve_metrics(curve: list[dict[str, Any]], timestamp_ms: int, prefix: str = "") -> list[Metric]:
     """The curve as MLflow metric histories: selecting runs overlays their curves. Clean
-    accuracy is test_clean_acc, and every line's step 0."""
-    return [Metric(prefix + curve_metric_name(p), float(p["accuracy"]), timestamp_ms,
-                   round(p["eps"] * EPS_STEP_SCALE)) for p in curve if p["attack"] != "clean"]
+    accuracy is test_clean_acc, and every line's step 0. Only attacks that ran up to the grid's
+    largest ε are curves, so every curve/* column shows the same ε; an attack run at the target
+    alone (AutoAttack) is test_acc_at_target/<attack> only."""
+    attacked = [p for p in curve if p["attack"] != "clean"]
+    largest = max((p["eps"] for p in attacked), default=0.0)
+    full = {curve_metric_name(p) for p in attacked if math.isclose(p["eps"], largest)}
+    return [Metric(prefix + name, float(p["accuracy"]), timestamp_ms, round(p["eps"] * EPS_STEP_SCALE))
+            for p in attacked if (name := curve_metric_name(p)) in full]
 
 
 def at_target(curve: list[dict[str, Any]], target_eps: float) -> dict[str, float]:

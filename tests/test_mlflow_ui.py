@@ -1,8 +1,6 @@
 """What a sweep records for MLflow's UI: curves as metric histories over ε, the search space on
 the parent run, the best trial; and a real MLflow UI in headless Chromium showing them."""
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -135,8 +133,6 @@ def test_best_trial_is_the_finished_one_the_search_ranked_first():
 SWEEP = "ui"
 # The MLflow UI asks the server who the user is; a server without authentication answers 404.
 NO_AUTH_PROBE = "/ajax-api/2.0/mlflow/users/current"
-# Set to a folder (docs/mlflow) to keep the test's screenshots there for the README.
-SCREENSHOTS = os.environ.get("ORCH_MLFLOW_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -222,11 +218,9 @@ BENIGN = (NO_AUTH_PROBE, "net::ERR_ABORTED", "ResizeObserver loop completed with
 
 
 def _keep(page, name: str, tmp_path: Path) -> Path:
-    """A screenshot of what is on screen; also into $ORCH_MLFLOW_SCREENSHOTS when set."""
+    """A screenshot of what is on screen (docs/mlflow/screenshots.py takes the docs' own)."""
     path = tmp_path / name
     page.screenshot(path, full_page=False)
-    if SCREENSHOTS:
-        shutil.copy(path, Path(SCREENSHOTS) / name)
     return path
 
 

@@ -53,8 +53,9 @@ CURVE_PREFIX = "curve/"  # curve/<attack>: accuracy against step = ε × EPS_STE
 AT_TARGET_PREFIX = "test_acc_at_target/"  # test_acc_at_target/<attack>: one attack alone, at the target ε
 # Result keys that are not compared across runs: the black-box gaps behind the sanity flag
 # whitebox_le_blackbox (trainables.sanity.gap_metrics), the target ε (a tag and a param), which
-# weights were evaluated (tag orch.evaluated_epoch), and what Optuna was told (val_robust_acc per
-# epoch, val_strong_robust_acc at the last). They go to DIAGNOSTICS_FILE.
+# weights were evaluated (tag orch.evaluated_epoch), and search_robust_acc, what Optuna was told (a
+# copy of val_robust_acc per epoch and of val_strong_robust_acc at the last). A finished trial's
+# go to DIAGNOSTICS_FILE.
 DIAGNOSTIC_PREFIXES = ("blackbox_gap/",)
 DIAGNOSTIC_KEYS = {"target_eps", "evaluated_epoch", SEARCH_METRIC}
 DIAGNOSTICS_FILE = "diagnostics.json"

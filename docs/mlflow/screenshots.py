@@ -58,11 +58,10 @@ def main(out: Path, uri: str) -> None:
         page.screenshot(out / "charts.png", full_page=False)
         page.evaluate("document.querySelector('input[placeholder=\"Search metric charts\"]').focus()")
         page.send("Input.insertText", {"text": "curve/worst"})
-        page.wait_until("Array.from(document.querySelectorAll('[data-testid=experiment-view-compare-runs-card]'))"
-                        ".filter(c => c.innerText.startsWith('curve/worst\\n')"
-                        " && c.querySelector('.js-plotly-plot .scatterlayer .trace')).length", 90)
-        page.evaluate("document.querySelector('[data-testid=experiment-view-compare-runs-card] "
-                      "[data-component-id=fullscreen_button_chartcard]').click()")
+        worst = ("Array.from(document.querySelectorAll('[data-testid=experiment-view-compare-runs-card]'))"
+                 ".find(c => c.innerText.startsWith('curve/worst\\n'))")
+        page.wait_until(f"!!({worst} || {{}}).querySelector && !!{worst}.querySelector('.js-plotly-plot .scatterlayer .trace')", 90)
+        page.evaluate(f"{worst}.querySelector('[data-component-id=fullscreen_button_chartcard]').click()")
         page.wait_until("!!document.querySelector('[role=dialog] .js-plotly-plot .scatterlayer .trace')", 60)
         time.sleep(1.5)  # the enlarged chart's entry animation
         page.screenshot(out / "curves.png", full_page=False)

@@ -1,8 +1,6 @@
 """What a sweep records for MLflow's UI: curves as metric histories over ε, the search space on
 the parent run, the best trial; and a real MLflow UI in headless Chromium showing them."""
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -17,7 +15,8 @@ from cluster_helpers import MlflowServer
 from conftest import FAST
 from headless_chromium import find_or_install_chromium, open_page
 from orchestrator.records.results import from_origin
-from orchestrator.tracking.logger import EPS_STEP_SCALE, curve_metrics
+from orchestrator.tracking.logger import (
+    EPS_STEP_SCALE, at_target, child_run_name, compared_metrics, curve_metrics, diagnostics)
 from orchestrator.cli import main
 from orchestrator.sweep.space import describe_space
 from orchestrator.sweep.run import SEARCH_SPACE_FILE
@@ -25,6 +24,7 @@ from orchestrator.sweep.space import parent_params, search_space_record
 from orchestrator.tracking.runs import EXPERIMENT_KIND_TAG, TRAINING_KIND, best_trial_record
 from trainables.config import TrialConfig
 from trainables.evaluate import robustness_curve
+from trainables.protocol import resolve_protocol
 from trainables.selection import STRONG_METRIC
 from trainables.trial import build_method
 
@@ -63,17 +63,46 @@ def test_curve_metrics_put_eps_on_the_step_axis_one_history_per_attack(real_curv
     for metric in metrics:
         histories.setdefault(metric.key, []).append((metric.step, metric.value))
     attacks = {p["attack"] for p in real_curve} - {"clean"}
-    assert set(histories) == {f"eval/quick/robust_acc/{a}" for a in attacks} | {"eval/quick/robust_acc/autoattack-base"}
+    assert set(histories) == {f"eval/quick/curve/{a}" for a in attacks} | {"eval/quick/curve/autoattack-base"}
     for attack in attacks:
         expected = [(round(p["eps"] * EPS_STEP_SCALE), p["accuracy"]) for p in curve if p["attack"] == attack]
-        assert histories[f"eval/quick/robust_acc/{attack}"] == expected
+        assert histories[f"eval/quick/curve/{attack}"] == expected
         assert [step for step, _ in expected] == [0, 100, 200]
+    at_target_only = curve + [{**curve[-1], "attack": "square", "eps": 0.1}]
+    assert not [m for m in curve_metrics(at_target_only, timestamp_ms=1) if m.key == "curve/square"]
+
+
+def test_at_target_holds_each_attack_alone_at_the_target_eps(real_curve):
+    curve = from_origin(real_curve)
+    values = at_target(curve, target_eps=0.2)
+    attacks = {p["attack"] for p in real_curve} - {"clean", "worst"}
+    assert values == {f"test_acc_at_target/{p['attack']}": p["accuracy"] for p in curve
+                      if p["eps"] == 0.2 and p["attack"] in attacks}
+    assert len(values) == len(attacks)  # the worst case is test_robust_acc, clean test_clean_acc
+
+
+def test_diagnostics_are_not_metrics():
+    result = {"loss": 0.3, "val_robust_acc": 0.5, "test_robust_acc": 0.4, "target_eps": 0.1,
+              "evaluated_epoch": 3, "search_robust_acc": 0.5, "blackbox_gap/square/eps_0.1000": 0.01,
+              "blackbox_gap/square/eps_0.1000/low": -0.02, "collapsed": False, "node_id": "n"}
+    assert compared_metrics(result) == {"loss": 0.3, "val_robust_acc": 0.5, "test_robust_acc": 0.4}
+    kept = diagnostics(result)
+    assert {"target_eps", "evaluated_epoch", "blackbox_gap/square/eps_0.1000/low"} <= set(kept)
+
+
+def test_a_child_run_name_starts_with_its_trial_id_then_its_searched_values():
+    name = child_run_name("3f2a1_00004", {"lambda": 0.52341, "embed_dim": 8, "lr": 0.001, "seed": 1},
+                          ("lambda", "embed_dim"))
+    assert name == "3f2a1_00004 lambda=0.523 embed_dim=8 seed=1"
 
 
 def test_parent_params_describe_the_search_not_the_defaults_it_replaces():
     base = TrialConfig(method="er-classifier").to_flat()
     record = search_space_record("er-classifier", "mnist-like", {"lambda": 0.5}, [{"embed_dim": 4}])
-    params = parent_params(record, base, trials=8)
+    params = parent_params(record, base, trials=8, family="mnist-like")
+    # The ε values the dataset's protocol gave, not the config's unset () and None.
+    protocol = resolve_protocol(TrialConfig.from_flat(base), "mnist-like")
+    assert params["target_eps"] == protocol.target_eps and params["eps_grid"].endswith("0.3")
     searched = {d["name"] for d in record["searched"]}
     assert searched == {"embed_dim", "prior", "base", "train_eps", "lr"}  # lambda is fixed by --set
     assert not searched & set(params)  # no default poses as the value of a searched key
@@ -104,8 +133,6 @@ def test_best_trial_is_the_finished_one_the_search_ranked_first():
 SWEEP = "ui"
 # The MLflow UI asks the server who the user is; a server without authentication answers 404.
 NO_AUTH_PROBE = "/ajax-api/2.0/mlflow/users/current"
-# Set to a folder (docs/mlflow) to keep the test's screenshots there for docs/mlflow.md.
-SCREENSHOTS = os.environ.get("ORCH_MLFLOW_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +169,14 @@ def test_mlflow_holds_the_curves_search_space_best_trial_datasets_and_models(ser
     for child in children:
         mine = curves[curves["mlflow_run_id"] == child.info.run_id]
         clean = mine[mine["attack"] == "clean"]["accuracy"].item()
-        for attack, points in mine[mine["attack"] != "clean"].groupby("attack"):
+        attacked = mine[mine["attack"] != "clean"]
+        for attack, points in attacked.groupby("attack"):
             points = points.sort_values("eps")
+            if points["eps"].max() < attacked["eps"].max():  # run at the target only: not a curve
+                assert client.get_metric_history(child.info.run_id, f"curve/{attack}") == []
+                continue
             assert points["eps"].iloc[0] == 0 and points["accuracy"].iloc[0] == clean  # from the origin
-            history = sorted(client.get_metric_history(child.info.run_id, f"robust_acc/{attack}"), key=lambda m: m.step)
+            history = sorted(client.get_metric_history(child.info.run_id, f"curve/{attack}"), key=lambda m: m.step)
             assert [(m.step, m.value) for m in history] == [
                 (round(eps * EPS_STEP_SCALE), acc) for eps, acc in zip(points["eps"], points["accuracy"])]
         (data,) = child.inputs.dataset_inputs
@@ -172,11 +203,11 @@ def _row_texts(page) -> list[str]:
         " return Object.values(rows); })()")
 
 
-# The chart card of robust_acc/worst: each plotted run's (steps, values), once per run (MLflow
+# The chart card of curve/worst: each plotted run's (steps, values), once per run (MLflow
 # draws a run's line and its markers as two traces).
 WORST_CHART = (
     "(() => { const cards = Array.from(document.querySelectorAll('[data-testid=experiment-view-compare-runs-card]'))"
-    ".filter(c => c.innerText.startsWith('robust_acc/worst\\n'));"
+    ".filter(c => c.innerText.startsWith('curve/worst\\n'));"
     " const plot = cards.length === 1 && cards[0].querySelector('.js-plotly-plot');"
     " if (!plot || !plot.data || !plot.data.length) return null;"
     " return Object.fromEntries(plot.data.map(t => [t.name, Array.from(t.x).map((x, i) => [x, t.y[i]])])); })()")
@@ -187,11 +218,9 @@ BENIGN = (NO_AUTH_PROBE, "net::ERR_ABORTED", "ResizeObserver loop completed with
 
 
 def _keep(page, name: str, tmp_path: Path) -> Path:
-    """A screenshot of what is on screen; also into $ORCH_MLFLOW_SCREENSHOTS when set."""
+    """A screenshot of what is on screen (docs/mlflow/screenshots.py takes the docs' own)."""
     path = tmp_path / name
     page.screenshot(path, full_page=False)
-    if SCREENSHOTS:
-        shutil.copy(path, Path(SCREENSHOTS) / name)
     return path
 
 
@@ -214,14 +243,15 @@ def test_the_mlflow_ui_nests_the_trials_and_overlays_their_curves(served_sweep, 
         page.evaluate("document.querySelector('.ag-row button[data-component-id*=runnamecellrenderer]').click()")
         page.wait_until(" && ".join(f"document.body.innerText.includes('{name}')" for name in names), 60)
         rows = {name: next(t for t in _row_texts(page) if name in t) for name in names}
-        for text in rows.values():  # the Dataset and Models columns
-            assert "digits" in text and "standard-small-cnn" in text, text
+        for name, text in rows.items():  # the Dataset and Models columns: each trial's own model
+            trial_id = name.split(" ")[0]
+            assert "digits" in text and f"{trial_id}-standard" in text, text
         _keep(page, "runs-table.png", tmp_path)
 
         page.evaluate("document.querySelector('input[name=\"runs-view-mode\"][value=\"CHART\"]').click()")
         page.wait_until("!!document.querySelector('input[placeholder=\"Search metric charts\"]')", 60)
         page.evaluate("document.querySelector('input[placeholder=\"Search metric charts\"]').focus()")
-        page.send("Input.insertText", {"text": "robust_acc/worst"})
+        page.send("Input.insertText", {"text": "curve/worst"})
         drawn = page.wait_until(WORST_CHART, 90)
         assert sorted(drawn) == names  # the two nested trials, overlaid
         for child in children:

@@ -291,7 +291,7 @@ def test_mlflow_child_runs_are_nested_under_their_parent(mlflow_server, standard
             png = _download(mlflow_server, run_id, "curve.png")
             assert png.startswith(b"\x89PNG")
             metrics = {m["key"] for r in runs if r["info"]["run_id"] == run_id for m in r["data"]["metrics"]}
-            assert {"robust_acc/worst", "robust_acc/pgd", "test_clean_acc"} <= metrics
+            assert {"curve/worst", "curve/pgd", "test_clean_acc", "test_robust_acc"} <= metrics
         assert {"curves.parquet", "trials.parquet", "summary"} <= _artifacts(mlflow_server, parents[sweep])
         assert {"summary/robust_vs_eps.png", "summary/clean_vs_robust.png"} <= _artifacts(
             mlflow_server, parents[sweep], "summary")

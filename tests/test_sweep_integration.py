@@ -50,13 +50,14 @@ def test_mlflow_has_a_parent_and_one_child_per_trial_with_metrics(er_sweep):
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert child.info.status == "FINISHED"
         assert {"loss", "val_robust_acc", "test_clean_acc", "test_robust_acc"} <= set(child.data.metrics)
-        curve = client.get_metric_history(child.info.run_id, "robust_acc/pgd")
+        curve = client.get_metric_history(child.info.run_id, "curve/pgd")
         steps = sorted(m.step for m in curve)  # step = ε x 1000 over digits' own ε grid
         assert steps == [round(eps * 1000) for eps in DATASET_PROTOCOL["digits"].eps_grid]
         history = client.get_metric_history(child.info.run_id, "val_robust_acc")
         assert sorted(m.step for m in history) == [1, 2]  # one value per epoch
-        assert {"lambda", "prior", "embed_dim", "dataset"} <= set(child.data.params)
-        assert child.data.params["compile"] == "True"
+        assert {"lambda", "prior", "embed_dim", "dataset", "target_eps"} <= set(child.data.params)
+        config = json.loads(open(client.download_artifacts(child.info.run_id, "config.json")).read())
+        assert config["compile"] is True  # the full config is an artifact, the params what is compared
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"curve.json", "curve.csv"} <= artifacts
         (model,) = client.search_logged_models([experiment.experiment_id],

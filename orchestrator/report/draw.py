@@ -7,7 +7,6 @@ size is known in advance: `size_px`.
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -117,7 +116,9 @@ def curve_figure(curve: Sequence[Mapping[str, Any]], title: str) -> Figure:
 
 def robust_vs_eps(series: Mapping[str, Mapping[str, Sequence[float]]], attack_set: str,
                   target_eps: float | None) -> Figure:
-    """Per method: {"eps", "mean", "std", "label"} of the worst-case accuracy of its best config."""
+    """Per method: {"eps", "mean", "std", "label"} of the worst-case accuracy of its best config.
+    The title is one line; the attacks and their budgets (`attack_set`) belong in the caption,
+    which the callers write (figures.py; summary_figures saves it beside the PNG)."""
     fig, ax = _wide_figure()
     colors = method_colors(series)
     for method, s in sorted(series.items()):
@@ -128,8 +129,9 @@ def robust_vs_eps(series: Mapping[str, Mapping[str, Sequence[float]]], attack_se
     if target_eps is not None:
         ax.axvline(target_eps, color="grey", linestyle=":", linewidth=1)
     _accuracy_axes(ax, "ε (L∞, pixel units)")
-    title = textwrap.fill(f"Worst case over {attack_set}", width=100)  # long attack sets wrap
-    ax.set_title(f"{title}\n(best configuration per method, mean ± std over seeds)", fontsize=8)
+    several_seeds = any(np.isfinite(np.asarray(s["std"], dtype=float)).any() for s in series.values())
+    ax.set_title("Worst-case accuracy vs ε, best configuration per method"
+                 + (" (mean ± std over seeds)" if several_seeds else ""), fontsize=9)
     ax.legend(fontsize=8)
     return fig
 

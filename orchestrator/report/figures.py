@@ -66,7 +66,8 @@ def _robust_vs_eps(inputs: Inputs) -> tuple[Figure, str]:
     series, attack_set = robust_vs_eps_series(inputs.sweeps, inputs.best)
     return (draw.robust_vs_eps(series, attack_set, target_eps(inputs.sweeps.trials)),
             f"Robust accuracy vs ε of each method's best configuration (chosen on validation): per "
-            f"example worst case over {attack_set}; mean ± std over seeds. Dotted line: target ε.")
+            f"example worst case over {attack_set}"
+            f"{'; mean ± std over seeds' if (inputs.best['n_seeds'] > 1).any() else ''}. Dotted line: target ε.")
 
 
 @figure("clean_vs_robust", "clean_vs_robust")
@@ -213,5 +214,6 @@ def summary_figures(sweep_dir: Path, out: Path) -> list[Path]:
     if best.empty:
         return []
     inputs = Inputs(sweeps, best)
-    return [path for name in ("robust_vs_eps", "clean_vs_robust")
-            for path in draw.save(FIGURES[name].make(inputs)[0], out, name)]
+    made = {name: FIGURES[name].make(inputs) for name in ("robust_vs_eps", "clean_vs_robust")}
+    (out / "captions.md").write_text("".join(f"{name}.png: {caption}\n\n" for name, (_, caption) in made.items()))
+    return [path for name, (fig, _) in made.items() for path in draw.save(fig, out, name)] + [out / "captions.md"]

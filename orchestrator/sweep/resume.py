@@ -32,7 +32,9 @@ RESUME_MAY_CHANGE = {"resume", "name", "results_dir", "address"}
 LOST = ("Tune's saved state holds no such trial: the trial started after Tune's last snapshot and "
         "the driver was killed before the next one (SIGKILL, out of memory, a lost machine); "
         "its training is lost and Optuna's next suggestion ran in its place")
-MLFLOW_STATUS = {"FINISHED": "FINISHED", "FAILED": "FAILED", "STOPPED": "KILLED"}
+# A trial the scheduler stopped early ended normally: FINISHED, with its tag orch.status=STOPPED;
+# MLflow's KILLED is kept for runs a user interrupted.
+MLFLOW_STATUS = {"FINISHED": "FINISHED", "FAILED": "FAILED", "STOPPED": "FINISHED"}
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ def _log_search_space(client, parent_id: str, request: SweepRequest) -> None:
     """The parent run records what the sweep searched, not the defaults the search replaces."""
     first = first_points(request.method, request.family, request.fixed, request.eps_scale)
     record = search_space_record(request.method, request.family, request.fixed, first, request.eps_scale)
-    client.log_batch(parent_id, params=_params(parent_params(record, request.base, request.trials)))
+    client.log_batch(parent_id, params=_params(parent_params(record, request.base, request.trials, request.family)))
     client.log_dict(parent_id, record, SEARCH_SPACE_FILE)
 
 
@@ -169,7 +169,10 @@ def _trainable(request: SweepRequest):
 
 
 def _new_tuner(request: SweepRequest, experiment_id: str, parent_id: str, out: TextIO | None):
-    mlflow_logger = MlflowLogger(request.tracking_uri, experiment_id, parent_id, request.info, request.base)
+    first = first_points(request.method, request.family, request.fixed, request.eps_scale)
+    searched = search_space_record(request.method, request.family, request.fixed, first, request.eps_scale)["searched"]
+    mlflow_logger = MlflowLogger(request.tracking_uri, experiment_id, parent_id, request.info, request.base,
+                                 family=request.family, searched=tuple(d["name"] for d in searched))
     callbacks = [mlflow_logger, ParquetRecorder(request.sweep_dir, request.info, mlflow_logger.run_id_of, out)]
     if request.storage_path != default_storage(request.sweep_dir):
         callbacks.append(ParquetMirror(request.sweep_dir, request.storage_path, request.name))
@@ -238,7 +241,7 @@ def _reconcile(mlflow: BufferedMlflow, experiment_id: str, parent_id: str, sweep
 
 
 def _params(values: dict[str, Any]):
-    return [Param(k, str(v)) for k, v in sorted(values.items())]
+    return [Param(k, v if isinstance(v, str) else str(v)) for k, v in sorted(values.items())]
 
 
 def _close_parent(client: BufferedMlflow, parent_id: str, sweep_dir: Path, status: str) -> None:

@@ -26,6 +26,7 @@ from search_spaces import SPACES, get_space
 from trainables.config import ConfigError, TrialConfig, hparams_class, is_eps_key
 from trainables.methods import METHODS
 from trainables.models import MODELS
+from trainables.protocol import resolve_protocol
 
 
 class FixingTrial:
@@ -140,12 +141,17 @@ def search_space_record(method: str, family: str, fixed: dict[str, Any],
             "first_points": first_points}
 
 
-def parent_params(record: dict[str, Any], base: dict[str, Any], trials: int) -> dict[str, Any]:
+def parent_params(record: dict[str, Any], base: dict[str, Any], trials: int, family: str) -> dict[str, Any]:
     """The parent run's params: `search.<dimension>` describes each searched range; every other
-    key holds the value every trial used (settings, `--set` constants). A searched key's default
-    is left out: no trial used it."""
+    key holds the value every trial used (settings, `--set` constants), with the ε values the
+    dataset's protocol fills in where the config leaves them unset (`target_eps`, `eps_grid`,
+    and `train_eps` unless searched). A searched key's default is left out: no trial used it."""
     searched = {d["name"]: describe_dimension(d) for d in record["searched"]}
-    shared = {k: v for k, v in {**base, **record["fixed"]}.items() if k not in searched}
+    shared = {**base, **record["fixed"]}
+    protocol = resolve_protocol(TrialConfig.from_flat(shared), family)
+    shared.update(target_eps=protocol.target_eps, train_eps=protocol.train_eps,
+                  eps_grid=",".join(f"{e:.4g}" for e in protocol.eps_grid))
+    shared = {k: v for k, v in shared.items() if k not in searched}
     return {"trials": trials, **shared, **{f"search.{name}": text for name, text in searched.items()}}
 
 

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.records.results import from_origin
-from orchestrator.tracking.logger import CHECKPOINT_ARTIFACT, CHECKPOINT_TAG, curve_metrics
+from orchestrator.tracking.logger import CHECKPOINT_ARTIFACT, CHECKPOINT_TAG, at_target, curve_metrics
 from orchestrator.tracking.store import TrackingUnreachable, check_tracking_uri, default_tracking_uri
 from trainables.checkpoint import CheckpointRefused, load_state_file, restore
 from trainables.evaluate import Evaluation, evaluate_trial
@@ -131,8 +131,9 @@ def reevaluate(state: dict[str, Any], profile: str, examples: int) -> tuple[Eval
 
 
 def log_to_run(tracking_uri: str, run_id: str, profile: str, evaluation: Evaluation) -> None:
-    """Metrics under eval/<profile>/... (the curve as eval/<profile>/robust_acc/<attack>, steps
-    = ε as in the sweep), sanity tags updated, the curve as an artifact."""
+    """Metrics under eval/<profile>/... named as in the sweep (the curve as
+    eval/<profile>/curve/<attack>, steps = ε; each attack at the target ε as
+    eval/<profile>/test_acc_at_target/<attack>), sanity tags updated, the curve as an artifact."""
     client = MlflowClient(tracking_uri)
     prefix = f"eval/{profile}"
     metrics = {f"{prefix}/robust_acc": evaluation.robust_acc, f"{prefix}/clean_acc": evaluation.clean_acc}
@@ -141,6 +142,9 @@ def log_to_run(tracking_uri: str, run_id: str, profile: str, evaluation: Evaluat
     now = int(time.time() * 1000)
     curve = from_origin([p.as_dict() for p in evaluation.curve])
     tags = {f"sanity.{k}": str(v).lower() for k, v in evaluation.sanity.items()}
+    target = client.get_run(run_id).data.tags.get("target_eps")  # runs of older sweeps have none
+    if target:
+        metrics.update({f"{prefix}/{k}": v for k, v in at_target(curve, float(target)).items()})
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
                      + curve_metrics(curve, now, prefix=f"{prefix}/"),
                      tags=[RunTag(k, v) for k, v in {**tags, "eval_profile": profile}.items()])

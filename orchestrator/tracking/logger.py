@@ -1,6 +1,17 @@
 """The MLflow logger: a driver-side Tune callback that keeps one child run per trial under the
 sweep's parent run (params, per-epoch metrics, the curve, the checkpoint as a logged model, the
-final status), writing through the resilient client."""
+final status), writing through the resilient client.
+
+What a user compares is a metric, and a metric's latest value (what MLflow's runs table shows)
+is at the ε its name says (docs/mlflow.md):
+- per epoch (step = epoch): the training losses, `val_clean_acc`, `val_robust_acc` (and, at the
+  last epoch, `val_strong_robust_acc`);
+- at the target ε (step = last epoch): `test_clean_acc`, `test_robust_acc` (worst case),
+  `test_autoattack_acc`, and each attack alone as `test_acc_at_target/<attack>`;
+- the curves (step = ε × 1000): `curve/<attack>` of each attack run over the whole grid, whose
+  latest value is at the grid's largest ε.
+Diagnostics (the black-box gaps, the bookkeeping of the search) go to the artifact
+`diagnostics.json`; the full flat config to `config.json`."""
 from __future__ import annotations
 
 import json
@@ -15,6 +26,9 @@ from ray import tune
 
 from orchestrator.records.results import (
     SEED_KEY, SweepInfo, config_id, curve_of, epoch_metrics, error_line, final_weights_of, sanity_of)
+from trainables.config import TrialConfig
+from trainables.protocol import resolve_protocol
+from trainables.selection import SEARCH_METRIC
 from orchestrator.report import draw
 from orchestrator.tracking.client import BufferedMlflow, is_transient, report_unlogged
 from orchestrator.tracking.runs import child_runs
@@ -35,20 +49,83 @@ PLACEMENT_TAGS = {"node_id": "ray.node_id", "node_ip": "ray.node_ip", "pid": "ra
 EPS_STEP_SCALE = 1000
 
 
-def curve_metric_name(point: dict[str, Any]) -> str:
-    """One line per attack in MLflow's charts: robust_acc/<attack>, whose steps are the ε values
-    (EPS_STEP_SCALE); an attack crafted on the base model (path "base") is
-    robust_acc/<attack>-base."""
+CURVE_PREFIX = "curve/"  # curve/<attack>: accuracy against step = ε × EPS_STEP_SCALE
+AT_TARGET_PREFIX = "test_acc_at_target/"  # test_acc_at_target/<attack>: one attack alone, at the target ε
+# Result keys that are not compared across runs: the black-box gaps behind the sanity flag
+# whitebox_le_blackbox (trainables.sanity.gap_metrics), the target ε (a tag and a param), which
+# weights were evaluated (tag orch.evaluated_epoch), and search_robust_acc, what Optuna was told (a
+# copy of val_robust_acc per epoch and of val_strong_robust_acc at the last). A finished trial's
+# go to DIAGNOSTICS_FILE.
+DIAGNOSTIC_PREFIXES = ("blackbox_gap/",)
+DIAGNOSTIC_KEYS = {"target_eps", "evaluated_epoch", SEARCH_METRIC}
+DIAGNOSTICS_FILE = "diagnostics.json"
+CONFIG_FILE = "config.json"  # a trial's full flat config (TrialConfig.to_flat), as it ran
+# The settings a child run shows as params beside the trial's searched (and --set) values; the
+# rest of its config is in CONFIG_FILE.
+SHOWN_SETTINGS = ("method", "dataset", "model", "epochs", "eval_profile", "seed")
+
+
+def attack_name(point: dict[str, Any]) -> str:
+    """The attack of a curve point; one crafted on the base model (path "base") is <attack>-base."""
     path = point.get("path", "predict")
-    attack = point["attack"] if path == "predict" else f"{point['attack']}-{path}"
-    return f"robust_acc/{attack}"
+    return point["attack"] if path == "predict" else f"{point['attack']}-{path}"
+
+
+def curve_metric_name(point: dict[str, Any]) -> str:
+    """One line per attack in MLflow's charts: curve/<attack>, whose steps are the ε values
+    (EPS_STEP_SCALE). Its latest value, the one MLflow's table shows, is at the largest ε."""
+    return CURVE_PREFIX + attack_name(point)
 
 
 def curve_metrics(curve: list[dict[str, Any]], timestamp_ms: int, prefix: str = "") -> list[Metric]:
     """The curve as MLflow metric histories: selecting runs overlays their curves. Clean
-    accuracy is test_clean_acc, and every line's step 0."""
-    return [Metric(prefix + curve_metric_name(p), float(p["accuracy"]), timestamp_ms,
-                   round(p["eps"] * EPS_STEP_SCALE)) for p in curve if p["attack"] != "clean"]
+    accuracy is test_clean_acc, and every line's step 0. Only attacks that ran up to the grid's
+    largest ε are curves, so every curve/* column shows the same ε; an attack run at the target
+    alone (AutoAttack) is test_acc_at_target/<attack> only."""
+    attacked = [p for p in curve if p["attack"] != "clean"]
+    largest = max((p["eps"] for p in attacked), default=0.0)
+    full = {curve_metric_name(p) for p in attacked if math.isclose(p["eps"], largest)}
+    return [Metric(prefix + name, float(p["accuracy"]), timestamp_ms, round(p["eps"] * EPS_STEP_SCALE))
+            for p in attacked if (name := curve_metric_name(p)) in full]
+
+
+def at_target(curve: list[dict[str, Any]], target_eps: float) -> dict[str, float]:
+    """test_acc_at_target/<attack>: each attack alone at the target ε (the worst case over them
+    is test_robust_acc, clean accuracy test_clean_acc)."""
+    return {AT_TARGET_PREFIX + attack_name(p): float(p["accuracy"]) for p in curve
+            if p["attack"] not in ("clean", "worst") and math.isclose(p["eps"], target_eps)}
+
+
+def is_diagnostic(key: str) -> bool:
+    return key in DIAGNOSTIC_KEYS or key.startswith(DIAGNOSTIC_PREFIXES)
+
+
+def compared_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numeric result keys a user compares (see the module docstring)."""
+    return {k: v for k, v in epoch_metrics(result).items() if not is_diagnostic(k) and math.isfinite(v)}
+
+
+def diagnostics(result: dict[str, Any]) -> dict[str, Any]:
+    """A finished trial's diagnostics, for DIAGNOSTICS_FILE."""
+    numbers = {k: v for k, v in epoch_metrics(result).items() if is_diagnostic(k)}
+    return {**numbers, "sanity": sanity_of(result), **final_weights_of(result)}
+
+
+def shown_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def child_run_name(trial_id: str, config: dict[str, Any], searched: tuple[str, ...]) -> str:
+    """The trial id first (MLflow's table cuts names at ~20 characters), then the values the
+    search chose for it (and its seed, when a sweep repeats seeds): `3f2a1_00004 lambda=0.52
+    embed_dim=8 ...`."""
+    keys = [k for k in searched if k in config] + ([SEED_KEY] if SEED_KEY in config else [])
+    return " ".join([trial_id, *(f"{k}={shown_value(config[k])}" for k in keys)])
+
+
+def model_name(trial_id: str, method: str) -> str:
+    """A trial's logged model: `<trial id>-<method>`, unique in the experiment's Models list."""
+    return f"{trial_id}-{method}"
 
 
 def placement_tags(result: dict[str, Any]) -> dict[str, str]:
@@ -74,13 +151,22 @@ def log_checkpoint_model(client, experiment_id: str, run_id: str, folder: str, n
     return model.model_id
 
 
+def stop_tags(stopped: bool, epoch: int) -> dict[str, str]:
+    """orch.status FINISHED or STOPPED; a stopped trial says at which epoch the scheduler stopped it."""
+    tags = {"orch.status": "STOPPED" if stopped else "FINISHED", "orch.stopped_early": str(stopped).lower()}
+    return {**tags, "orch.stopped_at_epoch": str(epoch)} if stopped else tags
+
+
 class MlflowLogger(tune.Callback):
     """Writes through BufferedMlflow: a tracking server that goes away delays the records, it
     does not stop the trials. Pickled by Tune with the sweep and restored on --resume."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
-                 info: SweepInfo, base_params: dict[str, Any]):
+                 info: SweepInfo, base_params: dict[str, Any], family: str = "",
+                 searched: tuple[str, ...] = ()):
         self.client = BufferedMlflow(tracking_uri)
+        self.family = family  # the dataset's family: resolves a trial's ε protocol
+        self.searched = searched  # the searched keys, named in each child run's name
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.info = info
@@ -134,11 +220,24 @@ class MlflowLogger(tune.Callback):
             "orch.upper_bound": str(self.info.is_upper_bound(trial.config)).lower(),
             "config_id": config_id(trial.config), "seed": str(trial.config.get(SEED_KEY, self.info.seed)),
         }
-        run = self.client.create_run(self.experiment_id, run_name=f"{self.info.sweep}/{trial.trial_id}",
-                                     tags=tags)
+        flat = {**self.base_params, **trial.config}
+        params = {**{k: flat[k] for k in SHOWN_SETTINGS if k in flat}, **trial.config,
+                  **self._protocol_params(flat)}
+        tags["target_eps"] = str(params.get("target_eps", ""))
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=child_run_name(
+            trial.trial_id, trial.config, getattr(self, "searched", ())))
         self.run_ids[trial.trial_id] = run.info.run_id
-        params = {**self.base_params, **trial.config}
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
+        self.client.log_batch(run.info.run_id, params=[Param(k, shown_value(v)) for k, v in sorted(params.items())])
+        self.client.log_dict(run.info.run_id, flat, CONFIG_FILE)
+
+    def _protocol_params(self, flat: dict[str, Any]) -> dict[str, Any]:
+        """The ε values the trial uses (its dataset's protocol where the config leaves them unset)."""
+        family = getattr(self, "family", "")
+        if not family:
+            return {}
+        protocol = resolve_protocol(TrialConfig.from_flat(flat), family)
+        return {"target_eps": protocol.target_eps, "train_eps": protocol.train_eps,
+                "eps_grid": ",".join(f"{e:.4g}" for e in protocol.eps_grid)}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self.run_ids[trial.trial_id]
@@ -146,8 +245,11 @@ class MlflowLogger(tune.Callback):
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         if step <= self.logged_epoch.get(trial.trial_id, 0):
             return
-        metrics = [Metric(k, v, now, step) for k, v in epoch_metrics(result).items() if math.isfinite(v)]
-        metrics += curve_metrics(curve_of(result), now)
+        metrics = [Metric(k, v, now, step) for k, v in compared_metrics(result).items()]
+        if "curve_json" in result:
+            curve = curve_of(result)
+            metrics += curve_metrics(curve, now)
+            metrics += [Metric(k, v, now, step) for k, v in at_target(curve, result["target_eps"]).items()]
         placement = placement_tags(result)
         tags = [RunTag(k, v) for k, v in placement.items()] if placement != self.placements.get(trial.trial_id) else []
         self.placements[trial.trial_id] = placement
@@ -164,6 +266,7 @@ class MlflowLogger(tune.Callback):
             self.client.log_batch(run_id, tags=[RunTag(f"orch.{k}", str(v).lower())
                                                 for k, v in final_weights_of(result).items()])
             self._log_curve_artifacts(run_id, curve_of(result), f"{self.info.sweep}/{trial.trial_id}")
+            self.client.log_dict(run_id, diagnostics(result), DIAGNOSTICS_FILE)
 
     def _log_curve_artifacts(self, run_id: str, curve: list[dict[str, Any]], title: str) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -183,16 +286,19 @@ class MlflowLogger(tune.Callback):
         if self._already_final(trial):
             return
         run_id = self.run_ids[trial.trial_id]
-        if trial.checkpoint is not None:
+        # No curve: the scheduler stopped the trial before its last epoch, a normal end (MLflow's
+        # FINISHED; KILLED is for runs a user interrupted), told apart by orch.status=STOPPED and
+        # orch.stopped_early. Its weights were never tested: no logged model (its last
+        # checkpoint stays in Tune's storage).
+        stopped = "curve_json" not in (trial.last_result or {})
+        if trial.checkpoint is not None and not stopped:
             # From --storage (downloaded if remote), never from the worker's local disk.
             with trial.checkpoint.as_directory() as folder:
                 self._log_checkpoint(run_id, folder, trial)
-        # No curve: the scheduler stopped the trial before its last epoch. MLflow has no such
-        # status; KILLED with orch.status=STOPPED keeps it apart from finished and failed runs.
-        stopped = "curve_json" not in (trial.last_result or {})
-        self.client.set_tag(run_id, "orch.failures", str(trial.run_metadata.num_failures))
-        self.client.set_tag(run_id, "orch.status", "STOPPED" if stopped else "FINISHED")
-        self.client.set_terminated(run_id, "KILLED" if stopped else "FINISHED")
+        epoch = int((trial.last_result or {}).get("epoch", 0))
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in stop_tags(stopped, epoch).items()] + [
+            RunTag("orch.failures", str(trial.run_metadata.num_failures))])
+        self.client.set_terminated(run_id, "FINISHED")
 
     def _log_checkpoint(self, run_id: str, folder: str, trial) -> None:
         """The final checkpoint as an MLflow logged model of the run (its Models column); while
@@ -202,7 +308,7 @@ class MlflowLogger(tune.Callback):
         if real_run_id is not None:
             try:
                 log_checkpoint_model(self.client.client, self.experiment_id, real_run_id, folder,
-                                     f"{self.info.method}-{self.info.model}",
+                                     model_name(trial.trial_id, self.info.method),
                                      int((trial.last_result or {}).get("epoch", 0)))
                 return
             except Exception as error:  # noqa: BLE001 - only an unreachable server is tolerated

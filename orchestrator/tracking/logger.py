@@ -21,17 +21,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, Metric, Param, RunTag
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LoggedModelOutput,
+    Metric,
+    Param,
+    RunTag,
+)
 from ray import tune
 
 from orchestrator.records.results import (
-    SEED_KEY, SweepInfo, config_id, curve_of, epoch_metrics, error_line, final_weights_of, sanity_of)
-from trainables.config import TrialConfig
-from trainables.protocol import resolve_protocol
-from trainables.selection import SEARCH_METRIC
+    SEED_KEY,
+    SweepInfo,
+    config_id,
+    curve_of,
+    epoch_metrics,
+    error_line,
+    final_weights_of,
+    is_final,
+    sanity_of,
+)
 from orchestrator.report import draw
 from orchestrator.tracking.client import BufferedMlflow, is_transient, report_unlogged
 from orchestrator.tracking.runs import child_runs
+from trainables.config import TrialConfig
+from trainables.protocol import resolve_protocol
+from trainables.selection import SEARCH_METRIC
 
 # A trial's final checkpoint: a logged model tagged CHECKPOINT_TAG (sweeps before logged
 # models, and writes buffered while the server was away, put it under the run's artifact
@@ -185,8 +202,7 @@ class MlflowLogger(tune.Callback):
     def _already_final(self, trial) -> bool:
         """MLflow closed this run and Tune holds the trial's final result: a trial that finished
         just before the driver died, restored with nothing left to compute or log."""
-        return (self.recovered.get(trial.trial_id) in ("FINISHED", "FAILED")
-                and "curve_json" in (trial.last_result or {}))
+        return self.recovered.get(trial.trial_id) in ("FINISHED", "FAILED") and is_final(trial.last_result)
 
     def _note_logged_epochs(self, trial_id: str) -> None:
         """Epochs after Tune's last snapshot were logged by the driver that died and are
@@ -286,11 +302,11 @@ class MlflowLogger(tune.Callback):
         if self._already_final(trial):
             return
         run_id = self.run_ids[trial.trial_id]
-        # No curve: the scheduler stopped the trial before its last epoch, a normal end (MLflow's
+        # Not final: the scheduler stopped the trial before its last epoch, a normal end (MLflow's
         # FINISHED; KILLED is for runs a user interrupted), told apart by orch.status=STOPPED and
-        # orch.stopped_early. Its weights were never tested: no logged model (its last
+        # orch.stopped_early. Its weights were never evaluated: no logged model (its last
         # checkpoint stays in Tune's storage).
-        stopped = "curve_json" not in (trial.last_result or {})
+        stopped = not is_final(trial.last_result)
         if trial.checkpoint is not None and not stopped:
             # From --storage (downloaded if remote), never from the worker's local disk.
             with trial.checkpoint.as_directory() as folder:

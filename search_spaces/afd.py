@@ -28,12 +28,31 @@ def paper_defaults(family: str) -> dict:
     return {"lambda": 1.0, "embed_dim": 256, "train_eps": 0.031, "lr": 1e-3,
             "lr_disc": 1e-2, "disc_width": 512}
 
-# What the paper reports (percent, test split, L∞ at ε 0.3 / 8/255); None: not given.
-# `orch reproduce` prints it beside the measured numbers.
+from search_spaces.claims import AFD, NOT_STATED, Claim, clean, row  # noqa: E402
+
+# Table 1: the AFD paper's own runs (PGD settings in Table A2, mean ± std over 3 runs). Table A3:
+# AutoAttack on 100 random test points, at an ε the table does not state.
 PAPER_CLAIMS = {
-    "mnist": {"model": "ResNet-18", "clean": 99.15, "pgd": 96.13, "autoattack": 92.0, "worst": None,
-              "source": "Bashivan et al. Table 1 (PGD-40, white-box); AutoAttack: Table A3 (100 points)"},
-    "cifar10": {"model": "ResNet-18", "clean": 89.38, "pgd": 77.72, "autoattack": 25.0, "worst": None,
-                "source": "Bashivan et al. Table 1 (PGD-20, ± 10.78 over runs); AutoAttack: Table A3 "
-                          "(100 points)"},
+    "mnist": row(
+        clean=clean(AFD, "Table 1 (AFD, mean of 3 runs)", "MNIST", "RN18", NOT_STATED, 99.15),
+        pgd=Claim(AFD, "Table 1 (AFD, ± 0.35)", "MNIST", "RN18", "0.3",
+                  "PGD-L∞ (white-box, Foolbox)", "40 (Table A2, step 0.033)", NOT_STATED,
+                  NOT_STATED, NOT_STATED, 96.13),
+        autoattack=Claim(AFD, "Table A3 (AFD)", "MNIST", "RN18", NOT_STATED,
+                         "AutoAttack (version not stated)", NOT_STATED, NOT_STATED, NOT_STATED,
+                         "100 random samples", 92.0),
+        worst=Claim(AFD, "Table A3 (AFD; its lowest L∞ number)", "MNIST", "RN18", NOT_STATED,
+                    "AutoAttack (version not stated)", NOT_STATED, NOT_STATED, NOT_STATED,
+                    "100 random samples", 92.0)),
+    "cifar10": row(
+        clean=clean(AFD, "Table 1 (AFD, ± 2.71)", "CIFAR-10", "RN18", NOT_STATED, 89.38),
+        pgd=Claim(AFD, "Table 1 (AFD, ± 10.78)", "CIFAR-10", "RN18", "8/255",
+                  "PGD-L∞ (white-box, Foolbox)", "20 (Table A2, step 2/255)", NOT_STATED,
+                  NOT_STATED, NOT_STATED, 77.72),
+        autoattack=Claim(AFD, "Table A3 (AFD)", "CIFAR-10", "RN18", NOT_STATED,
+                         "AutoAttack (version not stated)", NOT_STATED, NOT_STATED, NOT_STATED,
+                         "100 random samples", 25.0),
+        worst=Claim(AFD, "Table A3 (AFD; its lowest L∞ number)", "CIFAR-10", "RN18", NOT_STATED,
+                    "AutoAttack (version not stated)", NOT_STATED, NOT_STATED, NOT_STATED,
+                    "100 random samples", 25.0)),
 }

@@ -10,7 +10,7 @@ strongest reported attack); None when the numbers of a row come from different m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 NOT_STATED = "not stated"
@@ -47,6 +47,27 @@ def clean(paper: str, table: str, dataset: str, model: str, n_points: str, value
           note: str = "") -> Claim:
     return Claim(paper, table, dataset, model, NOT_APPLICABLE, "none", NOT_APPLICABLE,
                  NOT_APPLICABLE, NOT_APPLICABLE, n_points, value, note)
+
+
+def lowest(*claims: Claim) -> Claim:
+    """The claim of the strongest reported attack (the lowest number), noted as such."""
+    return replace(min(claims, key=lambda c: c.value), note="the lowest number reported for this model")
+
+
+# The AFD paper's own runs: PGD as its Table A2 sets it, AutoAttack (Table A3) on 100 random test
+# points at an ε the table does not state.
+AFD_PGD = {"MNIST": ("0.3", "40 (Table A2, step 0.033)"), "CIFAR-10": ("8/255", "20 (Table A2, step 2/255)")}
+
+
+def afd_run(label: str, dataset: str, clean_acc: float, pgd: float, autoattack: float) -> dict[str, Any]:
+    """A row of the AFD paper's Tables 1 and A3 for its `label` run (RN18)."""
+    eps, steps = AFD_PGD[dataset]
+    pgd_claim = Claim(AFD, f"Table 1 ({label})", dataset, "RN18", eps, "PGD-L∞ (white-box, Foolbox)",
+                      steps, NOT_STATED, NOT_STATED, NOT_STATED, pgd)
+    aa = Claim(AFD, f"Table A3 ({label})", dataset, "RN18", NOT_STATED, "AutoAttack (version not stated)",
+               NOT_STATED, NOT_STATED, NOT_STATED, "100 random samples", autoattack)
+    return row(clean(AFD, f"Table 1 ({label})", dataset, "RN18", NOT_STATED, clean_acc), pgd_claim, aa,
+               lowest(pgd_claim, aa))
 
 
 COLUMNS = {"clean": "clean", "pgd": "PGD", "autoattack": "AutoAttack", "worst": "worst"}

@@ -2,6 +2,7 @@
 
     python bench/eval_cost.py              # madry as `orch reproduce mnist-cpu` trains it
     python bench/eval_cost.py --unnested   # also time the evaluation without nested ε-balls
+    python bench/eval_cost.py --versus-autoattack --examples 200   # issue #20's cost target
 
 The trial is the one `orch reproduce mnist-cpu` runs for madry (small-cnn, PGD-10 at ε 0.3,
 batches of 50, 4 epochs, `standard` evaluation of 500 test points), through `run_trial`; the
@@ -10,6 +11,12 @@ attacking every example at every ε, as before that shortcut). The training time
 `run_trial` but the evaluations (data, epochs, per-epoch validation, the strong validation
 attack). Times are wall-clock and CPU (process time, all threads: on a shared machine the CPU
 ratio is the steadier one). Target: the evaluation costs a fraction of the training (ratio < 1).
+
+--versus-autoattack trains the same model (through the trainables API), then times, on the same
+model and the same test points, a standalone pyautoattack standard run (the package used as its
+README shows) and orch's `standard` evaluation (`evaluate_trial`, with the trial's default
+PGD-trained transfer surrogate, trained beforehand: one surrogate serves a whole sweep, so its
+training is reported apart). Target (issue #20): orch / AutoAttack <= 1.3.
 """
 from __future__ import annotations
 
@@ -74,6 +81,62 @@ def measure(method: str, epochs: int, batch_size: int, profile: str, examples: i
     } for nested, (eval_wall, eval_cpu, result) in evaluations.items()]
 
 
+def versus_autoattack(method: str, epochs: int, batch_size: int, examples: int, threads: int,
+                      data_dir: Path) -> list[dict]:
+    import torch
+    from pyautoattack import AutoAttack
+
+    from trainables import TrialConfig
+    from trainables.data import ResidentSplit, load_dataset
+    from trainables.evaluate import evaluate_trial
+    from trainables.protocol import resolve_protocol
+    from trainables.trial import (build_method, shuffle, surrogate_config, train_one_epoch,
+                                  trained_surrogate)
+
+    torch.set_num_threads(threads)
+    config = TrialConfig.from_flat({
+        "method": method, "dataset": "npz", "data_dir": str(data_dir), "model": "small-cnn",
+        "epochs": epochs, "batch_size": batch_size, "threads": threads,
+        "eval_profile": "standard", "eval_examples": examples, "target_eps": 0.3,
+        "train_steps": 10, "eval_steps": 20, "device": "cpu"})
+    data = load_dataset(config.data)
+    protocol = resolve_protocol(config, data.family)
+    torch.manual_seed(config.train.seed)
+    trained = build_method(config, data, torch.device("cpu"))
+    train = ResidentSplit.of(data.train, "cpu")
+    clock = Clock()
+    for epoch in range(epochs):
+        train_one_epoch(trained, train, batch_size, shuffle(config.train.seed, epoch))
+    train_wall, _ = clock.read()
+    trained.eval()
+    clock = Clock()
+    surrogate = trained_surrogate(surrogate_config(config))
+    surrogate_wall, _ = clock.read()
+    test = data.test.head(examples)
+
+    clock = Clock()
+    adversary = AutoAttack(trained, norm="Linf", eps=protocol.target_eps, version="standard", seed=0)
+    adversary.verbose = False
+    x_adv, _ = adversary.run_standard_evaluation(test.x, test.y, batch_size=512)
+    with torch.no_grad():
+        autoattack_acc = (trained(x_adv).argmax(1) == test.y).float().mean().item()
+    autoattack_wall, autoattack_cpu = clock.read()
+    print(f"pyautoattack standard: {autoattack_wall:.0f} s wall, {autoattack_cpu:.0f} s CPU", flush=True)
+
+    clock = Clock()
+    evaluation = evaluate_trial(trained, data.test, protocol, config.eval, data.family, surrogate)
+    orch_wall, orch_cpu = clock.read()
+    print(f"orch standard: {orch_wall:.0f} s wall, {orch_cpu:.0f} s CPU", flush=True)
+    return [{
+        "method": method, "epochs": epochs, "examples": examples, "threads": threads,
+        "train_s": train_wall, "surrogate_train_s": surrogate_wall,
+        "autoattack_s": autoattack_wall, "orch_standard_s": orch_wall,
+        "ratio": orch_wall / autoattack_wall, "cpu_ratio": orch_cpu / autoattack_cpu,
+        "clean_acc": evaluation.clean_acc, "standalone_autoattack_acc": autoattack_acc,
+        "autoattack_acc": evaluation.autoattack_acc, "robust_acc": evaluation.robust_acc,
+    }]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default="madry")
@@ -86,8 +149,18 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="the MNIST .npz")
     parser.add_argument("--unnested", action="store_true",
                         help="also time the evaluation that attacks every example at every ε")
+    parser.add_argument("--versus-autoattack", action="store_true",
+                        help="time orch's standard evaluation against a standalone pyautoattack "
+                             "standard run on the same model and points")
     parser.add_argument("--note", default="", help="saved with the result (e.g. the machine's load)")
     args = parser.parse_args()
+    if args.versus_autoattack:
+        rows = versus_autoattack(args.method, args.epochs, args.batch_size, args.examples,
+                                 args.threads, args.data_dir)
+        print(table(rows))
+        print("target: ratio <= 1.3 (orch standard / standalone AutoAttack standard)")
+        print(f"saved {save('eval_cost-vs-autoattack', {'note': args.note, 'results': rows})}")
+        return
     rows = measure(args.method, args.epochs, args.batch_size, args.profile, args.examples,
                    args.threads, args.data_dir, args.unnested)
     print(table(rows))

@@ -11,12 +11,10 @@ def space(trial, family: str) -> None:
 def paper_defaults(family: str) -> dict:
     return {"lr": 1e-3, "embed_dim": 16 if family == "mnist-like" else 128}
 
-# What papers report for this setting (percent, test split, L∞ at ε 0.3 / 8/255); None: not
-# given. `orch reproduce` prints it beside the measured numbers.
+from search_spaces.claims import afd_run  # noqa: E402
+
+# The AFD paper's natural-training re-runs (NT†).
 PAPER_CLAIMS = {
-    "mnist": {"model": "ResNet-18", "clean": 98.80, "pgd": 0.0, "autoattack": 0.0, "worst": None,
-              "source": "AFD paper (Bashivan et al.) Table 1, NT (their re-run, PGD-40); "
-                        "AutoAttack: its Table A3 (100 points)"},
-    "cifar10": {"model": "ResNet-18", "clean": 95.40, "pgd": 0.12, "autoattack": 0.0, "worst": None,
-                "source": "AFD paper Table 1, NT (PGD-20); AutoAttack: its Table A3 (100 points)"},
+    "mnist": afd_run("NT†", "MNIST", 98.80, 0.0, 0.0),
+    "cifar10": afd_run("NT†", "CIFAR-10", 95.40, 0.12, 0.0),
 }

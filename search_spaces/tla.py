@@ -23,11 +23,23 @@ def paper_defaults(family: str) -> dict:
     return {"lambda": 2.0, "lambda_norm": 1e-3, "margin": 0.03, "negative": "hard",
             "embed_dim": 256, "train_eps": 8 / 255, "lr": 1e-3}
 
-# What the paper reports (percent, test split, L∞ at ε 0.3 / 8/255); None: not given. Worst: the
-# lowest of its eight attacks. `orch reproduce` prints it beside the measured numbers.
+from search_spaces.claims import NOT_STATED, TLA, Claim, clean, row  # noqa: E402
+
+LENET = "a variant of LeNet with a larger capacity"
+WRN = "the wide residual network of Madry et al. (depth and width not stated)"
+TEST = "not stated (the test set has 10,000 images)"
+# Table 1: untargeted L∞ attacks; "20PGD" is PGD with 20 random restarts.
 PAPER_CLAIMS = {
-    "mnist": {"model": "LeNet variant", "clean": 99.52, "pgd": 97.72, "autoattack": None, "worst": 96.64,
-              "source": "Mao et al. Table 1 (PGD-40; worst: MIM-200)"},
-    "cifar10": {"model": "WRN", "clean": 86.21, "pgd": 51.59, "autoattack": None, "worst": 50.03,
-                "source": "Mao et al. Table 1 (PGD-20; worst: 20-restart PGD)"},
+    "mnist": row(
+        clean=clean(TLA, "Table 1 (TLA)", "MNIST", LENET, TEST, 99.52),
+        pgd=Claim(TLA, "Table 1 (TLA)", "MNIST", LENET, "0.3", "PGD", "40",
+                  "not stated (20PGD is the 20-restart column)", "untargeted", TEST, 97.72),
+        worst=Claim(TLA, "Table 1 (TLA; its lowest)", "MNIST", LENET, "0.3", "MIM", "200",
+                    NOT_STATED, "untargeted", TEST, 96.64)),
+    "cifar10": row(
+        clean=clean(TLA, "Table 1 (TLA)", "CIFAR-10", WRN, TEST, 86.21),
+        pgd=Claim(TLA, "Table 1 (TLA)", "CIFAR-10", WRN, "8/255", "PGD", "20",
+                  "not stated (20PGD is the 20-restart column)", "untargeted", TEST, 51.59),
+        worst=Claim(TLA, "Table 1 (TLA; its lowest: 20PGD)", "CIFAR-10", WRN, "8/255", "PGD",
+                    "20", "20", "untargeted", TEST, 50.03)),
 }

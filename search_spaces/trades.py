@@ -15,11 +15,33 @@ def paper_defaults(family: str) -> dict:
     eps = 0.3 if family == "mnist-like" else 0.031
     return {"lambda": 6.0, "embed_dim": 16 if family == "mnist-like" else 128, "train_eps": eps, "lr": 1e-3}
 
-# What papers report for this setting (percent, test split, L∞ at ε 0.3 / 8/255); None: not
-# given. `orch reproduce` prints it beside the measured numbers.
+from search_spaces.claims import AFD, ATLD, NOT_STATED, Claim, clean, lowest, row  # noqa: E402
+
+
+def _afd_quoted(dataset: str, model: str, eps: str, value: float) -> Claim:
+    """Zhang et al.'s PGD number as the AFD paper's Table 1 quotes it."""
+    return Claim(AFD, "Table 1 (quoted from Zhang et al.)", dataset, model, eps, "PGD-L∞ (white-box)",
+                 NOT_STATED, NOT_STATED, NOT_STATED, NOT_STATED, value)
+
+
+def _atld_table_iv(attack: str, steps: str, value: float) -> Claim:
+    """ATLD's Table IV, TRADES row (the paper does not name its baselines' model)."""
+    return Claim(ATLD, "Table IV (TRADES)", "CIFAR-10", NOT_STATED, "8 (0-255 scale)", attack, steps,
+                 NOT_STATED, NOT_STATED, NOT_STATED, value)
+
+
+MNIST_PGD = _afd_quoted("MNIST", "LeNet", "0.3", 96.07)
+AUTOATTACK, CW, RAYS = (_atld_table_iv("AutoAttack (version not stated)", NOT_STATED, 53.08),
+                        _atld_table_iv("CW", "100", 56.43),
+                        _atld_table_iv("RayS (black-box)", NOT_STATED, 57.30))
+# Zhang et al.'s own numbers as other papers quote them. AFD's Network column says RN18 for the
+# quoted CIFAR-10 row; ATLD does not name its baselines' model.
 PAPER_CLAIMS = {
-    "mnist": {"model": "LeNet", "clean": 99.48, "pgd": 96.07, "autoattack": None, "worst": None,
-              "source": "Zhang et al. as quoted in the AFD paper, Table 1"},
-    "cifar10": {"model": "WRN-34-10", "clean": 84.92, "pgd": None, "autoattack": 53.08, "worst": None,
-                "source": "ATLD paper Table IV"},
+    "mnist": row(
+        clean=clean(AFD, "Table 1 (quoted from Zhang et al.)", "MNIST", "LeNet", NOT_STATED, 99.48),
+        pgd=MNIST_PGD, worst=lowest(MNIST_PGD)),
+    "cifar10": row(
+        clean=clean(ATLD, "Table IV (TRADES)", "CIFAR-10", NOT_STATED, NOT_STATED, 84.92),
+        pgd=_afd_quoted("CIFAR-10", "RN18", "8/255", 56.61),
+        autoattack=AUTOATTACK, worst=lowest(AUTOATTACK, CW, RAYS), also=(CW, RAYS)),
 }

@@ -96,3 +96,36 @@ class Noisy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x + 0.05 * torch.randn_like(x))
+
+
+class Trapdoor(nn.Module):
+    """`model`, except within 1e-4 (L∞) of a hidden point (`doors`, each with the label of the
+    example it was placed beside): there that label loses. No gradient leads to a door and a
+    random search never lands on one; an attack planted to return it breaks the example, and
+    only that attack does."""
+
+    def __init__(self, model: nn.Module, doors: torch.Tensor, labels: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("doors", doors)
+        self.register_buffer("labels", labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        distance = (x.unsqueeze(1) - self.doors.unsqueeze(0)).flatten(2).abs().amax(2)
+        at_door, nearest = distance.min(1)
+        label = nn.functional.one_hot(self.labels[nearest], logits.shape[1]).bool()
+        return logits - 1e4 * ((at_door < 1e-4)[:, None] & label)
+
+
+def doors(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """One door per example, at L∞ distance eps towards mid-grey (inside the box)."""
+    return (x + eps * (1 - 2 * (x > 0.5).float())).clamp(0, 1)
+
+
+def open_doors(model: Trapdoor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """An attack that knows the doors: each x with a door in its ε-ball goes to it."""
+    distance = (x.unsqueeze(1) - model.doors.unsqueeze(0)).flatten(2).abs().amax(2)
+    nearest = distance.argmin(1)
+    has_door = distance.gather(1, nearest[:, None]).squeeze(1) <= eps + 1e-6
+    return torch.where(has_door.view(-1, *[1] * (x.dim() - 1)), model.doors[nearest], x)

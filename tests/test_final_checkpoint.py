@@ -16,7 +16,8 @@ from trainables.trial import build_method
 
 # Short attacks and few sanity points: these tests are about which weights get evaluated.
 TINY = {"method": "standard", "lr": 3e-3, "eval_examples": 200, "val_examples": 64,
-        "eval_steps": 2, "val_steps": 2, "eval_sanity_examples": 16, "eval_sanity_queries": 20}
+        "eval_steps": 2, "val_steps": 2, "eval_sanity_examples": 16, "eval_sanity_queries": 20,
+        "eval_profile": "quick"}
 
 
 @pytest.mark.parametrize("val_clean, expected", [

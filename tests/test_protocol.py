@@ -37,7 +37,8 @@ def test_what_the_user_sets_wins_over_the_datasets_protocol():
 def test_a_digits_trial_reports_its_curve_on_the_digits_grid():
     result = run_trial(TrialConfig.from_flat({
         "method": "standard", "epochs": 1, "eval_examples": 32, "val_examples": 32, "eval_steps": 2,
-        "val_steps": 2, "eval_sanity_examples": 16, "eval_sanity_queries": 20}))
+        "val_steps": 2, "eval_sanity_examples": 16, "eval_sanity_queries": 20,
+        "eval_profile": "quick"}))
     assert result.target_eps == 0.1
     assert sorted({p.eps for p in result.curve if p.attack == "pgd"}) == pytest.approx(DIGITS_GRID)
 

@@ -13,6 +13,7 @@ from trainables.attacks import ce_loss, input_grad
 from trainables.config import EvalConfig, TrialConfig
 from trainables.evaluate import CurvePoint, evaluate_trial
 from trainables.protocol import Protocol_
+from trainables.attacks.autoattack import AUTOATTACK_CHECKS
 from trainables.sanity import CHECKS, Gap, Measurements, Paired, sanity_checks
 from trainables.trial import run_trial
 
@@ -24,9 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 MASKING_CHECKS = ("no_zero_gradients", "whitebox_le_blackbox", "more_steps_no_gain",
                   "unbounded_eps_breaks_all")
 PROTOCOL = Protocol_(target_eps=0.2, train_eps=0.2, eps_grid=(0.1, 0.2))
-EVAL = EvalConfig(eval_examples=100, eval_sanity_examples=100, eval_steps=20)
-HONEST = EvalConfig(eval_examples=200, eval_sanity_examples=100, eval_steps=20)
-QUICK = EvalConfig(eval_examples=100, eval_sanity_examples=100, eval_steps=10,
+EVAL = EvalConfig(eval_profile="quick", eval_examples=100, eval_sanity_examples=100, eval_steps=20)
+HONEST = EvalConfig(eval_profile="quick", eval_examples=200, eval_sanity_examples=100, eval_steps=20)
+QUICK = EvalConfig(eval_profile="quick", eval_examples=100, eval_sanity_examples=100, eval_steps=10,
                    eval_sanity_queries=100)
 
 
@@ -41,11 +42,12 @@ GOOD_CURVE = [
 ]
 GOOD = Measurements(
     num_classes=10, subset_clean_acc=0.9, unbounded_acc=0.0,
-    pgd_by_eps={0.1: 0.52, 0.2: 0.31}, large_eps=0.5,
+    unnested_by_eps={"fgsm": {0.1: 0.6, 0.2: 0.41}, "pgd": {0.1: 0.52, 0.2: 0.31}}, large_eps=0.5,
     large_eps_acc=0.0, budget=Paired(0.3, 0.29, only_a=1, only_b=2, n=100),
     blackbox_gaps=(Gap("square", 0.2, extra_fooled=1, n=100),),
-    logits_rel_diff=0.0, zero_grad_fraction=0.0, ball_excess=0.0,
+    logits_rel_diff=0.0, zero_grad_fraction=0.0, ball_excess=0.0, autoattack_warned=frozenset(),
 )
+UNNESTED_CURVE = replace(GOOD, curve_nested=False)
 
 
 def test_a_sound_evaluation_is_trusted():
@@ -56,10 +58,14 @@ def test_a_sound_evaluation_is_trusted():
 
 @pytest.mark.parametrize("check, curve, measurements", [
     ("unbounded_eps_breaks_all", GOOD_CURVE, replace(GOOD, unbounded_acc=0.6)),
-    ("monotone_in_eps", GOOD_CURVE[:4] + [point("fgsm", 0.2, 0.7)], GOOD),
-    ("monotone_in_eps", GOOD_CURVE[:1] + [point("fgsm", 0.1, 0.95), point("pgd", 0.1, 0.95)], GOOD),
-    # The curve is nested (monotone by construction); the sanity subset's PGD series is not.
-    ("monotone_in_eps", GOOD_CURVE, replace(GOOD, pgd_by_eps={0.1: 0.5, 0.2: 0.6})),
+    # Each attack on its own unnested series: the sanity subset's, and the curve's when unnested
+    # (a nested curve cannot rise, so it is not evidence).
+    ("monotone_in_eps", GOOD_CURVE, replace(GOOD, unnested_by_eps={"pgd": {0.1: 0.5, 0.2: 0.6}})),
+    ("monotone_in_eps", GOOD_CURVE, replace(GOOD, unnested_by_eps={
+        "fgsm": {0.1: 0.3, 0.2: 0.45}, "pgd": GOOD.unnested_by_eps["pgd"]})),
+    ("monotone_in_eps", GOOD_CURVE[:4] + [point("fgsm", 0.2, 0.7)], UNNESTED_CURVE),
+    ("monotone_in_eps", GOOD_CURVE[:1] + [point("fgsm", 0.1, 0.95), point("pgd", 0.1, 0.95)],
+     UNNESTED_CURVE),
     ("pgd_le_fgsm", GOOD_CURVE[:1] + [point("fgsm", 0.1, 0.5), point("pgd", 0.1, 0.6)], GOOD),
     ("near_chance_at_large_eps", GOOD_CURVE, replace(GOOD, large_eps_acc=0.4)),
     ("more_steps_no_gain", GOOD_CURVE, replace(GOOD, budget=Paired(0.3, 0.2, 0, 10, 100))),
@@ -69,6 +75,8 @@ def test_a_sound_evaluation_is_trusted():
     ("deterministic_logits", GOOD_CURVE, replace(GOOD, logits_rel_diff=0.01)),
     ("no_zero_gradients", GOOD_CURVE, replace(GOOD, zero_grad_fraction=0.5)),
     ("adv_in_ball", GOOD_CURVE, replace(GOOD, ball_excess=0.01)),
+    *[(name, GOOD_CURVE, replace(GOOD, autoattack_warned=frozenset({name})))
+      for name in AUTOATTACK_CHECKS],
 ])
 def test_each_check_fails_on_its_symptom(check, curve, measurements):
     flags = sanity_checks(curve, measurements)
@@ -97,27 +105,31 @@ def test_checks_that_did_not_run_are_none_not_true():
     assert partial["whitebox_le_blackbox"] is None and partial["trusted"] is True
 
 
-def test_a_blackbox_gap_of_five_points_is_seen_with_its_confidence():
-    """Over the black-box attack's outcomes on n points with a true gap g (binomial), how often
-    the check flags: a 5-point gap almost always from n = 300, a 1-point gap (an honest attack
-    that misses a few points) almost never. The interval is the 95% Wilson interval."""
+def test_a_nested_curve_that_rises_is_not_taken_as_evidence():
+    """A nested curve cannot rise with ε (an attack keeps what it fooled at a smaller ε), so its
+    series are not checked; unnested, the same rise fails the check."""
+    rising = GOOD_CURVE[:4] + [point("fgsm", 0.2, 0.7)]
+    assert sanity_checks(rising, GOOD)["monotone_in_eps"] is True
+    assert sanity_checks(rising, UNNESTED_CURVE)["monotone_in_eps"] is False
 
-    def flag_rate(n: int, gap: float) -> float:
-        return sum(math.comb(n, k) * gap ** k * (1 - gap) ** (n - k)
+
+def test_a_blackbox_share_of_the_whitebox_survivors_is_flagged_with_its_confidence():
+    """Of n points every white-box attack left robust, a black-box attack breaks each with
+    probability g (binomial): the check flags when the share's 95% Wilson interval lies above
+    BLACKBOX_SHARE_MAX (5%). A single success is no longer enough (its interval starts at 0.2%
+    but not above 5%); a 15% share of 100 survivors is flagged 19 times in 20."""
+
+    def flag_rate(n: int, share: float) -> float:
+        return sum(math.comb(n, k) * share ** k * (1 - share) ** (n - k)
                    for k in range(n + 1) if Gap("square", 0.3, k, n).masks())
 
-    assert flag_rate(300, 0.05) > 0.9 and flag_rate(500, 0.05) > 0.97
-    assert flag_rate(300, 0.01) < 0.01
-    assert flag_rate(100, 0.05) < 0.8  # the old 100 points were too few
-    low, high = Gap("square", 0.3, 15, 300).interval()
-    assert low == pytest.approx(0.0305, abs=1e-3) and high == pytest.approx(0.0809, abs=1e-3)
+    assert not Gap("square", 0.3, 1, 100).masks() and Gap("square", 0.3, 1, 100).interval()[0] > 0
+    assert flag_rate(100, 0.15) > 0.9 and flag_rate(200, 0.1) > 0.75
+    assert flag_rate(100, 0.03) < 0.01 and flag_rate(200, 0.05) < 0.05
+    low, high = Gap("square", 0.3, 15, 100).interval()
+    assert low == pytest.approx(0.0931, abs=1e-3) and high == pytest.approx(0.2328, abs=1e-3)
     assert Gap("square", 0.3, 0, 300).interval()[0] == 0.0
-
-
-
-
-
-
+    assert Gap("square", 0.3, 15, 100).share == pytest.approx(0.15)
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +207,10 @@ def test_a_randomised_model_is_flagged_nondeterministic(digits, standard):
 
 
 def test_a_trial_reports_its_flags():
+    """The default (standard) profile through run_trial: orch's flags and AutoAttack's own."""
     config = TrialConfig(method="standard").replace(
-        epochs=1, eval_examples=40, eval_sanity_examples=40, eps_grid=(0.1, 0.3), val_examples=64)
+        epochs=1, eval_examples=40, eval_sanity_examples=40, eps_grid=(0.1, 0.3), val_examples=64,
+        train_steps=3)
     reports = []
 
     class Collect:
@@ -207,4 +221,8 @@ def test_a_trial_reports_its_flags():
     assert set(result.sanity) == {*CHECKS, "trusted"}
     assert reports[-1]["sanity"] == result.sanity
     assert result.sanity["adv_in_ball"] is True and result.sanity["unbounded_eps_breaks_all"] is True
+    assert all(result.sanity[name] is not None for name in AUTOATTACK_CHECKS)
     assert {p.path for p in result.curve} == {"predict"}
+    assert sum(result.autoattack_broken.values()) == round(
+        (result.clean_acc - result.autoattack_acc) * 40)
+    assert reports[-1]["test_autoattack_broken/apgd-ce"] == result.autoattack_broken["apgd-ce"]

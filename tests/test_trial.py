@@ -4,7 +4,7 @@ import pytest
 from trainables import TrialConfig, run_trial
 
 SMALL = {"epochs": 2, "eval_examples": 60, "val_examples": 60, "eval_steps": 3, "val_steps": 3,
-         "train_steps": 3, "val_strong_steps": 3, "val_strong_restarts": 1}
+         "train_steps": 3, "val_strong_steps": 3, "val_strong_restarts": 1, "eval_profile": "quick"}
 
 
 class Crash(Exception):

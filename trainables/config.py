@@ -69,7 +69,7 @@ class EvalConfig:
     val_strong_steps: int = 50
     val_strong_restarts: int = 2
     # The final evaluation (see trainables.evaluate and trainables.sanity).
-    eval_profile: str = "quick"  # quick | standard | full
+    eval_profile: str = "standard"  # quick | standard | full (see trainables.evaluate)
     eval_strong_restarts: int = 5  # PGD/CW restarts at the target ε in the standard and full profiles
     eval_l2_eps_scale: float = 0.0  # PGD-L2 radius = scale * L∞ ε; 0: sqrt(input dim) / 4
     eval_square_queries: int = 1000  # Square's queries per example (full profile)
@@ -87,11 +87,21 @@ class EvalConfig:
     final_checkpoint: str = "last"  # last | best
 
     def __post_init__(self) -> None:
+        check_profile(self.eval_profile)
         if self.final_checkpoint not in FINAL_CHECKPOINTS:
             raise ConfigError(f"final_checkpoint={self.final_checkpoint!r}; known: {', '.join(FINAL_CHECKPOINTS)}")
 
 
 FINAL_CHECKPOINTS = ("last", "best")
+PROFILES = ("quick", "standard", "full")  # the evaluation profiles (trainables.evaluate)
+
+
+def check_profile(profile: str) -> str:
+    """`profile` if it names an evaluation profile; else a ConfigError that names the choices
+    (the one check: config, CLI and `evaluate_trial` all call it)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown evaluation profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return profile
 
 
 CONCERNS = {

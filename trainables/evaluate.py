@@ -1,14 +1,22 @@
 """Robustness curves, the evaluation profiles, and the sanity measurements of a trial.
 
-Profiles (`EvalConfig.eval_profile`), each adding to the one before:
+Profiles (`EvalConfig.eval_profile`; `standard` is the default), each adding to the one before:
     quick     clean, FGSM and PGD-L∞ (eval_steps, eval_restarts) at every ε of the grid
     standard  + CW-L∞ at every ε; at the target ε PGD and CW get max(eval_restarts,
-              eval_strong_restarts) restarts, and AutoAttack (`autoattack_version`) runs
+              eval_strong_restarts) restarts, and AutoAttack (`autoattack_version`) runs as
+              published on every evaluation point
     full      + MIM, Square (eval_square_queries) and PGD-L2 (ε₂ = scale·ε) at every ε
-Any profile given a `surrogate` adds a transfer attack (PGD on it, scored on the method) at
-every ε; `run_trial` gives one in standard and full (`trial.standard_surrogate`).
-The curve's `worst` at ε is per example over every L∞ attack run at ε: an example counts as
-robust only if it is classified correctly and every attack failed on it.
+Which attack runs on the grid in which profile is the attack registry's (`grid_attacks`). Given a
+`surrogate`, every profile adds a transfer attack (PGD on it, scored on the method) at every ε;
+`run_trial` gives one in standard and full (a short PGD-trained model, `trainables.trial`).
+
+A curve row named after an attack holds that attack alone. `autoattack` is AutoAttack alone, on
+all the points; which of its stages (APGD-CE, APGD-T, FAB-T, Square) broke each point is kept
+(`Evaluation.autoattack_broken`). The row `worst` at ε, and `robust_acc` at the target ε, count
+an example robust only if it is classified correctly and no attack broke it at any ε' ≤ ε: under
+L∞ balls an x_adv found at ε' lies in every larger ball. "No attack" means every attack that ran:
+the curve's, AutoAttack's stages, and the sanity measurements' (doubled-budget PGD, the unnested
+series, the black-box Square), which only report on the side what they found.
 
 Attacks are given the method itself, so they differentiate through its full `predict` (with the
 method's `bpda` steps, and EOT with eval_eot_samples > 1). A method whose `predict` is not
@@ -17,10 +25,7 @@ classifier `method.model` and scored on `predict` (path="base": the non-adaptive
 papers report), and that counts in the worst case too.
 
 Attacks only run on the examples classified correctly without attack: the others are
-non-robust at every ε anyway (the adversary may return x itself). AutoAttack, itself a cascade
-over still-robust points, is the last stage of one: it attacks only the points every attack
-before it at its ε left robust, so its curve point is the worst case over those attacks and
-AutoAttack (never above AutoAttack alone), and its cost is that of the points still standing.
+non-robust at every ε anyway (the adversary may return x itself).
 """
 from __future__ import annotations
 
@@ -38,43 +43,45 @@ from trainables.attacks import (
     ce_loss,
     correct,
     eval_mode,
+    grid_attacks,
     input_grad,
     pgd,
 )
-from trainables.config import EvalConfig
+from trainables.attacks.autoattack import autoattack_cascade
+from trainables.config import PROFILES, EvalConfig, check_profile
 from trainables.data import Split
 from trainables.protocol import CurvePoint, Protocol_
-from trainables.sanity import LARGE_EPS, Gap, Measurements, Paired, sanity_checks
+from trainables.sanity import BALL_TOL, LARGE_EPS, Gap, Measurements, Paired, sanity_checks
 
-PROFILES = ("quick", "standard", "full")
 # Profiles without AutoAttack: their robust accuracy is an upper bound, labelled so wherever shown.
 UPPER_BOUND_PROFILES = ("quick",)
-# "transfer" runs only when a surrogate is given (trial.py gives one in standard and full).
-GRID_ATTACKS = {
-    "quick": ("fgsm", "pgd", "transfer"),
-    "standard": ("fgsm", "pgd", "cw", "transfer"),
-    "full": ("fgsm", "pgd", "cw", "mim", "square", "transfer", "pgd-l2"),
-}
 EVAL_SEED = 0  # every trial is attacked with the same random starts
+UNBOUNDED_EPS = 1.0  # the whole [0, 1] box
 
 
 @dataclass(frozen=True)
 class Evaluation:
     curve: list[CurvePoint]
     sanity: dict[str, bool | None]  # trainables.sanity.CHECKS plus "trusted"
-    robust_acc: float  # worst case at the target ε
+    robust_acc: float  # worst case at the target ε (see the module docstring)
     clean_acc: float
-    autoattack_acc: float | None  # AutoAttack on `predict` at the target ε; None in `quick`
+    autoattack_acc: float | None  # AutoAttack alone on `predict` at the target ε; None in `quick`
     measurements: Measurements
+    # AutoAttack's stage -> the points it broke at the target ε (each point counted by the first
+    # stage of the cascade that broke it); empty in `quick`.
+    autoattack_broken: dict[str, int]
 
 
 @dataclass(frozen=True)
 class Job:
-    """One attack at one ε (in the attack's norm) on one inference path: one curve point."""
+    """One attack at one ε (in the attack's norm) on one inference path. `role` "curve" is a curve
+    point; any other role is a result that only counts in the worst case: a sanity measurement
+    ("unnested", "doubled", ...) or a stage of AutoAttack ("autoattack")."""
 
     attack: str
     eps: float
     path: str = "predict"
+    role: str = "curve"
 
 
 @dataclass(frozen=True)
@@ -110,10 +117,10 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
                    eval_cfg: EvalConfig, family: str,
                    surrogate: nn.Module | None = None) -> Evaluation:
     """The final evaluation of a trial on `eval_examples` test points: the profile's curve, the
-    sanity measurements on the first `eval_sanity_examples` of them, and the checks' flags."""
-    if eval_cfg.eval_profile not in PROFILES:
-        raise ValueError(f"unknown eval_profile {eval_cfg.eval_profile!r}; "
-                         f"known: {', '.join(PROFILES)}")
+    sanity measurements on the first `eval_sanity_examples` of them, and the checks' flags.
+    `surrogate`: the network the transfer attack is crafted on (any module mapping [0, 1] inputs
+    to logits, e.g. a restored method); None: no transfer attack."""
+    check_profile(eval_cfg.eval_profile)
     device = next(method.parameters()).device
     split = test_split.head(eval_cfg.eval_examples).to(device)
     base = method.model if getattr(method, "changes_inference", False) else None
@@ -128,10 +135,10 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
         torch.manual_seed(EVAL_SEED)
         attacker = _Attacker(method, base, budgets)
         clean, results = attacker.run(jobs, split, nested=eval_cfg.eval_nested)
-        curve = curve_points(jobs, results, clean, budgets)
-        measurements = attacker.measure(split, clean, results, eval_cfg.eval_sanity_examples,
-                                        target, LARGE_EPS.get(family),
-                                        eval_cfg.eval_sanity_queries)
+        measurements, found = attacker.measure(split, clean, results, eval_cfg, target,
+                                               LARGE_EPS.get(family))
+    results = {**results, **found}
+    curve = curve_points(jobs, results, clean, budgets)
     autoattack = results.get(Job("autoattack", target))
     return Evaluation(
         curve=curve,
@@ -140,6 +147,8 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
         clean_acc=_mean(clean),
         autoattack_acc=None if autoattack is None else _mean(autoattack),
         measurements=measurements,
+        autoattack_broken={job.attack: int((clean & ~still_correct).sum())
+                           for job, still_correct in results.items() if job.role == "autoattack"},
     )
 
 
@@ -168,13 +177,13 @@ def plan(profile: str, eps_grid: tuple[float, ...], target_eps: float | None = N
          has_surrogate: bool = False) -> list[Job]:
     """The attacks a profile runs, in curve order (cheap first within each ε); AutoAttack runs
     at `target_eps` (a grid value) in the standard and full profiles."""
-    names = [a for a in GRID_ATTACKS[profile] if a != "transfer" or has_surrogate]
+    names = [a for a in grid_attacks(profile) if a != "transfer" or has_surrogate]
     linf = [a for a in names if ATTACKS.get(a).norm == "Linf"]
     l2 = [a for a in names if ATTACKS.get(a).norm == "L2"]
     jobs = []
     for eps in eps_grid:
         jobs += [Job(name, eps) for name in linf]
-        if profile != "quick" and eps == target_eps:
+        if profile not in UPPER_BOUND_PROFILES and eps == target_eps:
             jobs.append(Job("autoattack", eps))
             if changes_inference:
                 jobs.append(Job("autoattack", eps, "base"))
@@ -184,19 +193,24 @@ def plan(profile: str, eps_grid: tuple[float, ...], target_eps: float | None = N
 
 def worst_case(results: Mapping[Job, torch.Tensor], clean: torch.Tensor,
                kinds: Collection[str] | None = None) -> dict[float, torch.Tensor]:
-    """Per L∞ ε: correct clean and under every L∞ attack run at ε (only attacks of `kinds`, if
-    given). Per example: robust only if every attack failed on it."""
-    worst: dict[float, torch.Tensor] = {}
+    """Per L∞ ε of `results`: correct clean and not broken by any L∞ attack (only attacks of
+    `kinds`, if given) at any ε' ≤ ε, whatever its role. Per example: robust only if every
+    attack failed on it."""
+    fooled_at: dict[float, torch.Tensor] = {}
     for job, still_correct in results.items():
         attack = ATTACKS.get(job.attack)
         if attack.norm == "Linf" and (kinds is None or attack.kind in kinds):
-            worst[job.eps] = worst.get(job.eps, clean) & still_correct
+            fooled_at[job.eps] = fooled_at.get(job.eps, ~clean) | ~still_correct
+    worst, fooled = {}, ~clean
+    for eps in sorted(fooled_at):
+        fooled = fooled | fooled_at[eps]
+        worst[eps] = ~fooled
     return worst
 
 
 def curve_points(jobs: list[Job], results: Mapping[Job, torch.Tensor], clean: torch.Tensor,
                  budgets: Budgets) -> list[CurvePoint]:
-    """Clean, then per ε the jobs in order followed by the worst case."""
+    """Clean, then per ε the jobs in order followed by the worst case (over every result)."""
     n = len(clean)
     worst = worst_case(results, clean)
     last_linf = {job.eps: i for i, job in enumerate(jobs) if ATTACKS.get(job.attack).norm == "Linf"}
@@ -229,43 +243,42 @@ def worst_at(points: list[CurvePoint], eps: float) -> float:
 
 class _Attacker:
     """Runs evaluation attacks batch by batch, crafted on `method` (or on `base` for
-    path="base") and always scored on `method`; keeps the largest `ball_excess` seen."""
+    path="base") and always scored on `method`. Keeps, on the device, the largest distance of
+    an x_adv outside its ball or the box: for the project's own (projecting) attacks, where a
+    distance is a bug (`measure` raises), and for the package's attacks, whose x_adv the
+    `adv_in_ball` check judges; and the names of AutoAttack's own checks that warned."""
 
     def __init__(self, method: nn.Module, base: nn.Module | None, budgets: Budgets,
                  batch_size: int = 512):
         self.method, self.base, self.budgets, self.batch_size = method, base, budgets, batch_size
         self.settings = budgets.strong  # the sanity measurements' reference budget
-        self.excess = torch.zeros(())
+        self.excess: dict[bool, torch.Tensor] = {}  # projects -> largest excess
+        self.autoattack_warned: frozenset[str] | None = None  # None: AutoAttack did not run
 
     def run(self, jobs: list[Job], split: Split,
             nested: bool = True) -> tuple[torch.Tensor, dict[Job, torch.Tensor]]:
-        """Clean correctness and, per job, per-example correctness under attack (bool [N]).
+        """Clean correctness and, per job, per-example correctness under attack (bool [N]); for
+        AutoAttack on `predict`, also one entry per stage of its cascade (role "autoattack").
 
         The ε-balls are nested: an x_adv that fools the model at ε lies in every larger ball, so
         an example that an attack (on one path) fooled at ε counts as fooled by that attack at
         every larger ε and is not attacked there again; only the examples it has not fooled yet
-        are. Each attack's accuracy is thus the best it achieved with any budget up to ε, and the
-        worst case over attacks is unchanged except that it, too, never rises with ε.
-        nested=False attacks every clean-correct example at every ε (the tests compare both).
-
-        AutoAttack (kind "ensemble") only attacks the points every L∞ attack before it at its ε
-        left robust (see the module docstring)."""
+        are. Each attack's accuracy is thus the best it achieved with any budget up to ε.
+        nested=False attacks every clean-correct example at every ε (the tests compare both)."""
         clean = _correct_all(self.method, split, self.batch_size)
         results: dict[Job, torch.Tensor] = {}
         fooled: dict[tuple[str, str], torch.Tensor] = {}  # (attack, path) -> fooled at a smaller ε
-        standing: dict[float, torch.Tensor] = {}  # L∞ ε -> robust to every attack run there so far
         for job in sorted(jobs, key=lambda j: j.eps):  # stable: plan order within an ε
-            attack = ATTACKS.get(job.attack)
             series = (job.attack, job.path)
             fooled_before = fooled.get(series, torch.zeros_like(clean))
             candidates = clean & ~fooled_before if nested else clean
-            if attack.kind == "ensemble":
-                candidates = candidates & standing.get(job.eps, clean)
-            results[job] = self.correct_under(job, split, candidates)
+            if job.attack == "autoattack" and job.path == "predict":
+                results[job], stages = self.autoattack(job, split, candidates)
+                results.update(stages)
+            else:
+                results[job] = self.correct_under(job, split, candidates)
             fooled[series] = fooled_before | (clean & ~results[job])
-            if attack.norm == "Linf":
-                standing[job.eps] = standing.get(job.eps, clean) & results[job]
-        return clean, {job: results[job] for job in jobs}
+        return clean, results
 
     def correct_under(self, job: Job, split: Split, candidates: torch.Tensor,
                       settings: AttackSettings | None = None) -> torch.Tensor:
@@ -277,10 +290,34 @@ class _Attacker:
         for idx in candidates.nonzero().squeeze(1).split(self.batch_size):
             x, y = split.x[idx], split.y[idx]
             x_adv = attack(crafting, x, y, job.eps, settings or self.budgets.at(job))
-            excess = ball_excess(x_adv, x, attack.norm, job.eps).cpu()
-            self.excess = torch.maximum(self.excess, excess)
-            still_correct[idx] = correct(self.method, x_adv, y)
+            still_correct[idx] = self._score(job, x_adv, x, y)
         return still_correct
+
+    def autoattack(self, job: Job, split: Split,
+                   candidates: torch.Tensor) -> tuple[torch.Tensor, dict[Job, torch.Tensor]]:
+        """AutoAttack as published on all the candidates: per example still correct, and per
+        stage of its cascade (role "autoattack") the examples that stage did not break."""
+        settings = self.budgets.at(job)
+        idx = candidates.nonzero().squeeze(1)
+        run = autoattack_cascade(self.method, split.x[idx], split.y[idx], job.eps,
+                                 settings.autoattack_version, settings.seed, self.batch_size)
+        self.autoattack_warned = (self.autoattack_warned or frozenset()) | run.warned
+        still_correct = torch.zeros_like(candidates)
+        still_correct[idx] = self._score(job, run.x_adv, split.x[idx], split.y[idx])
+        stages = {}
+        for stage, broken in run.broken_by.items():
+            survived = torch.ones_like(candidates)
+            survived[idx] = ~broken
+            stages[Job(stage, job.eps, role="autoattack")] = survived
+        return still_correct, stages
+
+    def _score(self, job: Job, x_adv: torch.Tensor, x: torch.Tensor,
+               y: torch.Tensor) -> torch.Tensor:
+        attack = ATTACKS.get(job.attack)
+        excess = ball_excess(x_adv, x, attack.norm, job.eps)
+        largest = self.excess.get(attack.projects)
+        self.excess[attack.projects] = excess if largest is None else torch.maximum(largest, excess)
+        return correct(self.method, x_adv, y)
 
     def accuracy(self, job: Job, split: Split) -> float:
         with eval_mode(self.method):
@@ -288,39 +325,62 @@ class _Attacker:
             return _mean(self.correct_under(job, split, clean))
 
     def measure(self, split: Split, clean: torch.Tensor, results: Mapping[Job, torch.Tensor],
-                sanity_examples: int, target_eps: float, large_eps: float | None,
-                square_queries: int) -> Measurements:
-        """The sanity measurements (see trainables.sanity): the black-box gaps on every curve
-        point, the others on the first `sanity_examples`. Square at the target ε only attacks
-        the points every gradient attack left robust (the only ones where it can show a gap),
-        so its power comes from all the curve's points at the cost of the robust ones."""
-        subset, clean_subset = split.head(sanity_examples), clean[:sanity_examples]
+                cfg: EvalConfig, target_eps: float,
+                large_eps: float | None) -> tuple[Measurements, dict[Job, torch.Tensor]]:
+        """The sanity measurements (see trainables.sanity), and what their attacks found (per
+        job, still correct, over all the points: the worst case counts it). The black-box gaps
+        use every point of the curve, the others the first `eval_sanity_examples`. Without a
+        Square run (the quick profile), Square at the target ε attacks the points every gradient
+        attack left robust (the only ones where it can show a gap)."""
+        n_subset = min(cfg.eval_sanity_examples, len(clean))
+        subset, clean_subset = split.head(n_subset), clean[:n_subset]
         once = self._with(restarts=1)
-        grid = sorted({job.eps for job in results if job.attack == "pgd"})
-        pgd_by_eps = {eps: _mean(self.correct_under(Job("pgd", eps), subset, clean_subset, once))
-                      for eps in grid}
-        large = None if large_eps is None else _mean(self.correct_under(
-            Job("pgd", large_eps), subset, clean_subset, once))
-        usual = self.correct_under(Job("pgd", target_eps), subset, clean_subset)
-        doubled = self.correct_under(Job("pgd", target_eps), subset, clean_subset, self._with(
-            steps=2 * self.settings.steps, restarts=2 * self.settings.restarts))
-        if Job("square", target_eps) not in results:
-            whitebox = worst_case(results, clean, kinds={"gradient"})[target_eps]
-            results = {**results, Job("square", target_eps): self.correct_under(
-                Job("square", target_eps), split, whitebox, self._with(square_queries=square_queries))}
-        return Measurements(
+        grid = sorted({job.eps for job in results if job.attack == "pgd" and job.role == "curve"})
+        on_subset = {Job(name, eps, role="unnested"): self.correct_under(
+            Job(name, eps), subset, clean_subset, once) for name in ("fgsm", "pgd") for eps in grid}
+        if large_eps is not None:
+            on_subset[Job("pgd", large_eps, role="large")] = self.correct_under(
+                Job("pgd", large_eps), subset, clean_subset, once)
+        on_subset[Job("pgd", UNBOUNDED_EPS, role="unbounded")] = self._unbounded(subset, clean_subset)
+        on_subset[Job("pgd", target_eps, role="usual")] = self.correct_under(
+            Job("pgd", target_eps), subset, clean_subset)
+        on_subset[Job("pgd", target_eps, role="doubled")] = self.correct_under(
+            Job("pgd", target_eps), subset, clean_subset,
+            self._with(steps=2 * self.settings.steps, restarts=2 * self.settings.restarts))
+        role = {job.role: still_correct for job, still_correct in on_subset.items()}
+        found = {job: _pad(still_correct, len(clean)) for job, still_correct in on_subset.items()}
+        if not any(job.attack == "square" and job.eps == target_eps for job in results):
+            whitebox = worst_case({**results, **found}, clean, kinds={"gradient"})[target_eps]
+            # The points it did not attack were broken already: not by Square.
+            found[Job("square", target_eps, role="blackbox")] = ~whitebox | self.correct_under(
+                Job("square", target_eps), split, whitebox,
+                self._with(square_queries=cfg.eval_sanity_queries))
+        self._check_own_projections()
+        measurements = Measurements(
             num_classes=self._num_classes(subset),
             subset_clean_acc=_mean(clean_subset),
-            unbounded_acc=self._unbounded_acc(subset, clean_subset),
-            pgd_by_eps=pgd_by_eps,
+            unbounded_acc=_mean(role["unbounded"]),
+            unnested_by_eps={name: {job.eps: _mean(still_correct) for job, still_correct
+                                    in on_subset.items() if job.role == "unnested" and job.attack == name}
+                             for name in ("fgsm", "pgd")},
+            curve_nested=cfg.eval_nested,
             large_eps=large_eps,
-            large_eps_acc=large,
-            budget=Paired.of(usual, doubled),
-            blackbox_gaps=blackbox_gaps(results, clean),
+            large_eps_acc=_mean(role["large"]) if "large" in role else None,
+            budget=Paired.of(role["usual"], role["doubled"]),
+            blackbox_gaps=blackbox_gaps({**results, **found}, clean),
             logits_rel_diff=self._logits_rel_diff(subset) if self.settings.eot == 1 else None,
             zero_grad_fraction=self._zero_grad_fraction(subset),
-            ball_excess=self.excess.item(),
+            ball_excess=self.excess[False].item() if False in self.excess else None,
+            autoattack_warned=self.autoattack_warned,
         )
+        return measurements, found
+
+    def _check_own_projections(self) -> None:
+        """The project's attacks project onto the ball and the box: an x_adv outside is a bug in
+        them, not a finding about the model, so it stops the evaluation."""
+        if True in self.excess and self.excess[True].item() > BALL_TOL:
+            raise AssertionError(f"an attack of trainables.attacks returned an x_adv "
+                                 f"{self.excess[True].item():.2g} outside its ε-ball or [0, 1]")
 
     def _with(self, **changes) -> AttackSettings:
         return replace(self.settings, **changes)
@@ -341,25 +401,35 @@ class _Attacker:
         zeroes part of every example's gradient and no example's whole gradient."""
         return _mean(input_grad(self.method, ce_loss, subset.x, subset.y) == 0)
 
-    def _unbounded_acc(self, subset: Split, candidates: torch.Tensor) -> float:
+    def _unbounded(self, subset: Split, candidates: torch.Tensor) -> torch.Tensor:
         """PGD from x itself (no random start, which alone could land anywhere) at ε = 1."""
         still_correct = torch.zeros_like(candidates)
         for idx in candidates.nonzero().squeeze(1).split(self.batch_size):
             x, y = subset.x[idx], subset.y[idx]
-            x_adv = pgd(self.method, x, y, 1.0, self.settings.steps, random_start=False,
+            x_adv = pgd(self.method, x, y, UNBOUNDED_EPS, self.settings.steps, random_start=False,
                         eot=self.settings.eot)
-            still_correct[idx] = correct(self.method, x_adv, y)
-        return _mean(still_correct)
+            still_correct[idx] = self._score(Job("pgd", UNBOUNDED_EPS), x_adv, x, y)
+        return still_correct
 
 
 def blackbox_gaps(results: Mapping[Job, torch.Tensor], clean: torch.Tensor) -> tuple[Gap, ...]:
-    """Per query or transfer attack run at an L∞ ε: the examples it fooled beyond the worst case
-    over the gradient attacks there."""
+    """Per black-box attack (query or transfer, any role) and L∞ ε: of the examples that every
+    gradient attack left robust at ε, how many it broke."""
     whitebox = worst_case(results, clean, kinds={"gradient"})
-    return tuple(Gap(job.attack, job.eps, int((whitebox[job.eps] & ~still_correct).sum()),
-                     len(clean))
-                 for job, still_correct in results.items()
-                 if ATTACKS.get(job.attack).kind in ("query", "transfer") and job.eps in whitebox)
+    fooled: dict[tuple[str, float], torch.Tensor] = {}
+    for job, still_correct in results.items():
+        if ATTACKS.get(job.attack).kind in ("query", "transfer") and job.eps in whitebox:
+            key = (job.attack, job.eps)
+            fooled[key] = fooled.get(key, torch.zeros_like(clean)) | ~still_correct
+    return tuple(Gap(attack, eps, int((whitebox[eps] & broken).sum()), int(whitebox[eps].sum()))
+                 for (attack, eps), broken in fooled.items())
+
+
+def _pad(still_correct: torch.Tensor, n: int) -> torch.Tensor:
+    """A subset's result over all n points: the points past the subset were not attacked."""
+    padded = torch.ones(n, dtype=torch.bool, device=still_correct.device)
+    padded[:len(still_correct)] = still_correct
+    return padded
 
 
 def _correct_all(net: nn.Module, split: Split, batch_size: int) -> torch.Tensor:
@@ -371,5 +441,6 @@ def _mean(flags: torch.Tensor) -> float:
     return flags.float().mean().item() if len(flags) else float("nan")
 
 
-__all__ = ["CurvePoint", "Evaluation", "Job", "PROFILES", "UPPER_BOUND_PROFILES", "accuracy", "evaluate_trial",
-           "pgd_accuracy", "plan", "robustness_curve", "worst_at", "worst_case"]
+__all__ = ["CurvePoint", "Evaluation", "Job", "PROFILES", "UPPER_BOUND_PROFILES", "accuracy",
+           "check_profile", "evaluate_trial", "pgd_accuracy", "plan", "robustness_curve",
+           "worst_at", "worst_case"]

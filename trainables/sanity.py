@@ -5,6 +5,17 @@ Each check looks for one symptom, from the lists of Carlini et al. (2019) and Cr
 attack, a stochastic model.
 `sanity_checks(curve, measurements)` returns {name: True | False | None}; None means the check
 did not run (nothing to compare), never "passed". `trusted` is the AND of the checks that ran.
+Every check can fail on a real evaluation: a property that holds by construction (the nested
+curve never rises with ε; the project's attacks project onto the ball) is asserted where it is
+built, not shown here as a passed check. Beside orch's checks stand AutoAttack's own
+(`autoattack_*`, pyautoattack's checks module), recorded as it judged them.
+
+What fails `whitebox_le_blackbox`: of the points every white-box attack left robust at an ε, a
+black-box attack (Square, which reads only scores, or a transfer from a surrogate's gradients)
+broke a share whose 95% interval lies wholly above BLACKBOX_SHARE_MAX. The gradient is then
+partly masked: the white-box attacks' own numbers overstate robustness. The headline (the worst
+case) already counts the points the black-box attack broke; the flag says that what no attack
+broke may still be breakable.
 """
 from __future__ import annotations
 
@@ -15,6 +26,7 @@ from typing import Iterable
 
 import torch
 
+from trainables.attacks.autoattack import AUTOATTACK_CHECKS
 from trainables.protocol import CurvePoint
 
 # Accuracy differences up to TOL (a fraction of the examples) count as noise from random starts.
@@ -26,6 +38,10 @@ LOGITS_RTOL = 1e-5
 # moves under a signed step, so above this fraction the attacks are partly blind.
 ZERO_GRAD_MAX_FRACTION = 0.05
 Z_95 = 1.96  # two-sided 95% normal quantile, for the Wilson interval of a black-box gap
+# The share of the white-box survivors a black-box attack may break before the gradient counts as
+# masked. An honest PGD-trained digits model at ε 0.1 leaves Square 0 of 56 survivors in the
+# standard profile, 5 of 67 (7%, interval 3-16%) after PGD-20 alone in quick.
+BLACKBOX_SHARE_MAX = 0.05
 # An ε this large lets the adversary move any image to mid-grey: accuracy must fall to chance.
 LARGE_EPS = {"mnist-like": 0.5, "cifar-like": 64 / 255}
 
@@ -39,6 +55,7 @@ CHECKS = (
     "deterministic_logits",
     "no_zero_gradients",
     "adv_in_ball",
+    *AUTOATTACK_CHECKS,
 )
 
 
@@ -74,34 +91,31 @@ class Paired:
 
 @dataclass(frozen=True)
 class Gap:
-    """How much a black-box attack (Square, or a transfer from a surrogate) lowers the white-box
-    worst case at one ε: `extra_fooled` of `n` examples survived every gradient attack and fell
-    to it. A sound white-box evaluation leaves it near 0; gradient masking shows as a gap."""
+    """What a black-box attack (Square, or a transfer from a surrogate) found that the white-box
+    attacks missed at one ε: of the `n` points every gradient attack left robust, it broke
+    `extra_fooled`. A sound white-box evaluation leaves it near 0; a masked gradient, a share."""
 
     attack: str
     eps: float
     extra_fooled: int
-    n: int
+    n: int  # the white-box survivors: the points the share is of
 
     @property
-    def points(self) -> float:
-        """The gap in accuracy points (a fraction of the n examples)."""
+    def share(self) -> float:
         return self.extra_fooled / self.n if self.n else 0.0
 
     def interval(self) -> tuple[float, float]:
-        """The 95% Wilson score interval of the gap (sound at a count of 0, unlike ±2σ)."""
+        """The 95% Wilson score interval of the share (sound at a count of 0, unlike ±2σ)."""
         if self.n == 0:
             return 0.0, 1.0
-        p, n, z = self.points, self.n, Z_95
+        p, n, z = self.share, self.n, Z_95
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         return max(0.0, centre - half), min(1.0, centre + half)
 
     def masks(self) -> bool:
-        """The gap exceeds TOL and its interval excludes 0: the white-box attacks missed what a
-        gradient-free (or another model's gradient) attack found. With n = 300 a true gap of
-        5 points is flagged with probability 0.94, with n = 500 0.98 (binomial)."""
-        return self.points > TOL and self.interval()[0] > 0
+        """The share's 95% interval lies above BLACKBOX_SHARE_MAX (see the module docstring)."""
+        return self.interval()[0] > BLACKBOX_SHARE_MAX
 
 
 @dataclass(frozen=True)
@@ -111,18 +125,24 @@ class Measurements:
     num_classes: int
     subset_clean_acc: float | None = None  # clean accuracy of the sanity subset
     unbounded_acc: float | None = None  # PGD from x at ε = 1 (the whole box), sanity subset
-    # PGD (one restart) at each ε of the grid on the sanity subset, every clean-correct example
-    # attacked at every ε: the curve's attacks skip examples already fooled at a smaller ε, so
-    # the curve cannot rise with ε; this series, measured without that shortcut, can.
-    pgd_by_eps: dict[float, float] = field(default_factory=dict)
+    # Per attack (FGSM, PGD with one restart), its accuracy at each ε of the grid on the sanity
+    # subset, every clean-correct example attacked at every ε: each attack on its own series,
+    # which a weak or masked attack makes rise with ε.
+    unnested_by_eps: dict[str, dict[float, float]] = field(default_factory=dict)
+    # The curve's attacks skip the examples they fooled at a smaller ε (nested balls), so its
+    # series cannot rise; unnested (eval_nested=False), they can and are checked too.
+    curve_nested: bool = True
     large_eps: float | None = None
     large_eps_acc: float | None = None  # PGD at `large_eps` on the sanity subset
     budget: Paired | None = None  # PGD at the target ε: a = (S steps, R restarts), b = (2S, 2R)
-    # Per black-box attack and ε: what it fooled beyond the worst case over gradient attacks.
+    # Per black-box attack and ε: what it broke of the white-box survivors.
     blackbox_gaps: tuple[Gap, ...] = ()
     logits_rel_diff: float | None = None  # max |f(x) − f(x)'| / max |f(x)| over two passes
     zero_grad_fraction: float | None = None  # input pixels whose CE gradient is exactly 0
-    ball_excess: float | None = None  # max distance of any x_adv outside its ε-ball or [0, 1]
+    # Max distance of an x_adv of the package's attacks (AutoAttack, Square) outside its ε-ball or
+    # [0, 1]; None when none ran (the project's own attacks are asserted in the ball instead).
+    ball_excess: float | None = None
+    autoattack_warned: frozenset[str] | None = None  # AUTOATTACK_CHECKS that warned; None: not run
 
 
 def sanity_checks(curve: list[CurvePoint], m: Measurements) -> dict[str, bool | None]:
@@ -136,6 +156,8 @@ def sanity_checks(curve: list[CurvePoint], m: Measurements) -> dict[str, bool | 
         "deterministic_logits": _at_most(m.logits_rel_diff, LOGITS_RTOL),
         "no_zero_gradients": _at_most(m.zero_grad_fraction, ZERO_GRAD_MAX_FRACTION),
         "adv_in_ball": _at_most(m.ball_excess, BALL_TOL),
+        **{name: None if m.autoattack_warned is None else name not in m.autoattack_warned
+           for name in AUTOATTACK_CHECKS},
     }
     ran = [flag for flag in flags.values() if flag is not None]
     flags["trusted"] = all(ran) if ran else None
@@ -143,13 +165,15 @@ def sanity_checks(curve: list[CurvePoint], m: Measurements) -> dict[str, bool | 
 
 
 def gap_metrics(gaps: Iterable[Gap]) -> dict[str, float]:
-    """Each black-box gap as numbers to log: blackbox_gap/<attack>/eps_<ε> and the ends of its
-    95% interval (…/low, …/high), in accuracy points (fractions)."""
+    """Each black-box gap as numbers to log: blackbox_gap/<attack>/eps_<ε> is the share of the
+    white-box survivors it broke, with the ends of its 95% interval (…/low, …/high), the count
+    (…/count) and the survivors (…/n)."""
     metrics = {}
     for gap in gaps:
         name = f"blackbox_gap/{gap.attack}/eps_{gap.eps:.4f}"
         low, high = gap.interval()
-        metrics.update({name: gap.points, f"{name}/low": low, f"{name}/high": high})
+        metrics.update({name: gap.share, f"{name}/low": low, f"{name}/high": high,
+                        f"{name}/count": float(gap.extra_fooled), f"{name}/n": float(gap.n)})
     return metrics
 
 
@@ -170,22 +194,21 @@ def _unbounded_breaks_all(m: Measurements) -> bool | None:
 
 
 def _monotone_in_eps(curve: list[CurvePoint], m: Measurements) -> bool | None:
-    """Per (attack, norm, path) series, the worst case and the sanity subset's PGD series:
-    accuracy never rises with ε (by more than TOL), starting from the clean accuracy."""
-    clean = [p.accuracy for p in curve if p.attack == "clean"]
-    series: dict[tuple[str, ...], list[tuple[float, float]]] = defaultdict(list)
-    for p in curve:
-        if p.attack != "clean":
-            series[(p.attack, p.norm, p.path)].append((p.eps, p.accuracy))
-    starts = {key: clean[:1] for key in series}
-    if m.pgd_by_eps and m.subset_clean_acc is not None:
-        series[("pgd-not-nested",)] = list(m.pgd_by_eps.items())
-        starts[("pgd-not-nested",)] = [m.subset_clean_acc]
-    checks = []
-    for key, points in series.items():
-        accs = starts[key] + [acc for _, acc in sorted(points)]
-        checks.extend(_at_most(later, earlier + TOL) for earlier, later in zip(accs, accs[1:]))
-    return _all_or_none(checks)
+    """Each attack on its own series never rises with ε (by more than TOL), starting from the
+    clean accuracy: the sanity subset's unnested series, and the curve's when it is unnested."""
+    series: list[list[float]] = []
+    if m.subset_clean_acc is not None:
+        series += [[m.subset_clean_acc, *(acc for _, acc in sorted(by_eps.items()))]
+                   for by_eps in m.unnested_by_eps.values() if by_eps]
+    if not m.curve_nested:
+        clean = [p.accuracy for p in curve if p.attack == "clean"]
+        rows: dict[tuple[str, ...], list[tuple[float, float]]] = defaultdict(list)
+        for p in curve:
+            if p.attack not in ("clean", "worst"):
+                rows[(p.attack, p.norm, p.path)].append((p.eps, p.accuracy))
+        series += [clean[:1] + [acc for _, acc in sorted(points)] for points in rows.values()]
+    return _all_or_none(_at_most(later, earlier + TOL)
+                        for accs in series for earlier, later in zip(accs, accs[1:]))
 
 
 def _pgd_le_fgsm(curve: list[CurvePoint]) -> bool | None:

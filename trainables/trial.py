@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from trainables.augment import crop_and_flip
-from trainables.config import ModelConfig, TrainConfig, TrialConfig
+from trainables.config import AttackConfig, EvalConfig, ModelConfig, TrainConfig, TrialConfig
 from trainables.data import Dataset, ResidentSplit, load_dataset
 from trainables.evaluate import accuracy, evaluate_trial, pgd_accuracy
 from trainables.final_weights import BestEpoch, collapsed
@@ -46,11 +47,14 @@ class TrialResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     # trainables.sanity.CHECKS plus "trusted": True/False, None where the check did not run.
     sanity: dict[str, bool | None] = field(default_factory=dict)
-    autoattack_acc: float | None = None  # test split, at the target ε; None in the quick profile
+    autoattack_acc: float | None = None  # AutoAttack alone, test split, at the target ε; None in quick
+    # AutoAttack's stage -> the test points it broke at the target ε (first stage to break each).
+    autoattack_broken: dict[str, int] = field(default_factory=dict)
     final_checkpoint: str = "last"  # which weights were evaluated: last | best (on validation)
     evaluated_epoch: int = 0  # the epoch whose weights were evaluated
     collapsed: bool = False  # validation clean accuracy collapsed (trainables.final_weights)
-    # The black-box gaps behind `whitebox_le_blackbox`, with their 95% intervals (sanity.gap_metrics).
+    # The black-box gaps behind `whitebox_le_blackbox`: shares of the white-box survivors, 95%
+    # intervals, counts (sanity.gap_metrics).
     blackbox_gaps: dict[str, float] = field(default_factory=dict)
     val_strong_robust_acc: float | None = None  # what the search selected on (trainables.selection)
 
@@ -173,8 +177,11 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
                            collapsed=result.collapsed, **result.blackbox_gaps)
             if result.autoattack_acc is not None:
                 metrics["test_autoattack_acc"] = result.autoattack_acc
-            if getattr(config.hparams, "detector", False):
-                metrics.update(detector_evaluation(config, method, data, protocol))
+                metrics.update({f"test_autoattack_broken/{stage}": float(count)
+                                for stage, count in result.autoattack_broken.items()})
+            # The method's own evaluation step, if it has one (e.g. ER's detector).
+            metrics.update({f"test_{name}": value for name, value in method.extra_evaluation(
+                data, config.eval, protocol.target_eps).items()})
         if reporter is not None:
             # After the last epoch `method` holds the evaluated weights, so the trial's final
             # checkpoint is the model its numbers belong to.
@@ -189,60 +196,52 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
     return result
 
 
-SURROGATE_SEED = 0  # one surrogate for every trial of a sweep, whatever the trials' seeds
+SURROGATE_SEED = 104_729  # the default surrogate's seed (another if a trial uses this one)
 
 
 def surrogate_config(config: TrialConfig) -> TrialConfig:
-    """What the transfer attack's surrogate is: an undefended (`standard`) model of the trial's
-    architecture (default width), trained on its data for its epochs with the default optimiser
-    and a fixed seed: nothing a sweep searches, so one surrogate serves every trial."""
+    """The default transfer surrogate: a Madry (PGD-trained) model, since an undefended one
+    rarely transfers to an adversarially trained target. The trial's architecture (default
+    width), data, epochs, training adversary and target ε; the default optimiser and a seed other
+    than the trial's. Nothing a sweep searches, so one surrogate serves every trial of a sweep
+    (an independently seeded copy of the trial's own method and configuration can be given to
+    `evaluate_trial` instead)."""
     train = config.train
+    seed = SURROGATE_SEED if train.seed != SURROGATE_SEED else SURROGATE_SEED + 1
     return TrialConfig(
-        method="standard", data=config.data, model=ModelConfig(model=config.model.model),
-        train=TrainConfig(epochs=train.epochs, batch_size=train.batch_size, seed=SURROGATE_SEED,
-                          device=train.device, threads=train.threads, augment=train.augment))
+        method="madry", data=config.data, model=ModelConfig(model=config.model.model),
+        train=TrainConfig(epochs=train.epochs, batch_size=train.batch_size, seed=seed,
+                          device=train.device, threads=train.threads, augment=train.augment),
+        attack=AttackConfig(train_steps=config.attack.train_steps,
+                            train_step_size=config.attack.train_step_size),
+        eval=EvalConfig(target_eps=config.eval.target_eps, eps_grid=config.eval.eps_grid))
 
 
 @functools.lru_cache(maxsize=1)
-def standard_surrogate(config: TrialConfig) -> Method:
+def trained_surrogate(config: TrialConfig) -> nn.Module:
     """The surrogate `config` describes (see `surrogate_config`), trained once per process: the
-    trials of a sweep that a reused actor runs share it. Clean training costs about
-    1/(train_steps + 1) of an adversarially trained trial. Trained in a forked random state, so
-    the trial's own stream is untouched."""
+    trials of a sweep that a reused actor runs share it. Trained in a forked random state, so
+    the trial's own stream is untouched; returned as its base classifier in eval mode."""
     device = pick_device(config.train.device)
     dataset = load_dataset(config.data)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(SURROGATE_SEED)
+        torch.manual_seed(config.train.seed)
         surrogate = build_method(config, dataset, device)
         train_split = ResidentSplit.of(dataset.train, device)
         for epoch in range(config.train.epochs):
             train_one_epoch(surrogate, train_split, config.train.batch_size,
-                            shuffle(SURROGATE_SEED, epoch), augments(config.train, dataset.family))
-    return surrogate.eval()
-
-
-def detector_evaluation(config: TrialConfig, method: Method, data: Dataset,
-                        protocol: Protocol_) -> dict[str, float]:
-    """ER-Detector (Table 4 of the ER paper): KDEs on train codes, calibrated on the validation
-    split, scored on the test points of the curve; PGD at the target ε through `predict`."""
-    from trainables.er_detector import detector_metrics, fit_detector
-
-    device = next(method.parameters()).device
-    detector = fit_detector(method, data.train.to(device), data.val.head(config.eval.val_examples).to(device),
-                            protocol.target_eps)
-    scores = detector_metrics(detector, method, data.test.head(config.eval.eval_examples).to(device),
-                              protocol.target_eps)
-    return {f"test_detector_{name}": value for name, value in scores.items()}
+                            shuffle(config.train.seed, epoch), augments(config.train, dataset.family))
+    return surrogate.model.eval()
 
 
 def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protocol: Protocol_,
                      history: list[dict[str, Any]], evaluated_epoch: int) -> TrialResult:
     """The only place the test split is read: the eval profile's curve and sanity flags, for the
     weights of `evaluated_epoch` (which `method` holds). The standard and full profiles add a
-    transfer attack from `standard_surrogate`."""
+    transfer attack from `trained_surrogate`."""
     surrogate = None
     if config.eval.eval_profile != "quick":
-        surrogate = standard_surrogate(surrogate_config(config)).model
+        surrogate = trained_surrogate(surrogate_config(config))
     evaluation = evaluate_trial(method, data.test, protocol, config.eval, data.family, surrogate)
     return TrialResult(
         clean_acc=evaluation.clean_acc,
@@ -254,6 +253,7 @@ def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protoco
         history=history,
         sanity=evaluation.sanity,
         autoattack_acc=evaluation.autoattack_acc,
+        autoattack_broken=evaluation.autoattack_broken,
         final_checkpoint=config.eval.final_checkpoint,
         evaluated_epoch=evaluated_epoch,
         collapsed=collapsed(history, data.num_classes),

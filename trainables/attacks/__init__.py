@@ -23,7 +23,7 @@ from trainables.attacks.core import (
     pgd_l2,
     restart_until_fooled,
 )
-from trainables.attacks.evaluation import ATTACKS, AttackSettings, EvalAttack
+from trainables.attacks.evaluation import ATTACKS, AttackSettings, EvalAttack, grid_attacks, label
 
 __all__ = [
     "ATTACKS",
@@ -39,7 +39,9 @@ __all__ = [
     "cw_linf",
     "eval_mode",
     "fgsm",
+    "grid_attacks",
     "input_grad",
+    "label",
     "margin_loss",
     "mim",
     "pgd",

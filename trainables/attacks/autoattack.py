@@ -4,19 +4,48 @@ package (not re-implemented here).
 The package runs its own cascade (each attack only on points still robust), seeds torch's global
 generator, and its FAB calls `.backward()`. We hand it the model with detached parameters so only
 the input receives a gradient, and fork the random state so the caller's stream is untouched.
+
+`autoattack_cascade` runs the published cascade one stage at a time (each stage is the package's
+own `run_standard_evaluation` on the points the stages before it left robust, exactly what the
+package does in one call), so it can record which sub-attack broke each point; the package's
+reliability checks, which it only logs, are captured as named flags.
 """
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
-from pyautoattack import AutoAttack
+from pyautoattack import AutoAttack, checks
 from pyautoattack.autopgd_base import APGDAttack
 from torch import nn
 
 from trainables.attacks.core import eval_mode
 
 AUTOATTACK_ITERATIONS = 100  # APGD / FAB iterations in the package's standard version
+PACKAGE_LOGGER = "auto-attack"  # the logger pyautoattack's AutoAttack writes to
+# pyautoattack's own checks (pyautoattack/checks.py), which it reports as logged warnings: our flag
+# name -> a phrase of the warning that check logs. The flag is True while its warning is absent.
+AUTOATTACK_CHECKS = {
+    "autoattack_deterministic": "randomized defense",  # check_randomized
+    "autoattack_outputs_logits": "probability distribution",  # check_range_output
+    "autoattack_static_defense": "dynamic defense",  # check_dynamic (autograd calls in forward)
+    "autoattack_target_classes": "classes",  # check_n_classes
+    "autoattack_no_zero_gradient": "zero gradient",  # check_zero_gradients, inside APGD
+    "autoattack_square_no_gain": "Square Attack has decreased",  # check_square_sr
+}
+
+
+@dataclass(frozen=True)
+class AutoAttackRun:
+    """One AutoAttack cascade: per example the first successful x_adv (else x), which stage
+    broke it, and the names of the package's checks that warned."""
+
+    x_adv: torch.Tensor
+    broken_by: dict[str, torch.Tensor]  # stage ("apgd-ce", ...) -> bool [N], in cascade order
+    warned: frozenset[str]  # AUTOATTACK_CHECKS names whose warning was logged
 
 
 class _InputGradOnly(nn.Module):
@@ -31,12 +60,12 @@ class _InputGradOnly(nn.Module):
         return torch.func.functional_call(self.net, params, (x,))
 
 
-def autoattack(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "Linf",
+def autoattack(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                version: str = "standard", seed: int = 0) -> torch.Tensor:
     """AutoAttack `version` ("standard": APGD-CE, APGD-T, FAB-T, Square 5000 queries; "rand":
     APGD-CE/DLR with EOT for randomised defenses); per example the first successful x_adv,
     else x."""
-    return _run(net, x, y, AutoAttack, dict(eps=eps, norm=norm, version=version, seed=seed))
+    return autoattack_cascade(net, x, y, eps, version, seed).x_adv
 
 
 def square(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int,
@@ -68,6 +97,65 @@ def apgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss: str
         return adversary
 
     return _run(net, x, y, build, dict(eps=eps, norm=norm, seed=seed))
+
+
+def autoattack_cascade(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                       version: str = "standard", seed: int = 0, batch_size: int = 512,
+                       stages: tuple[str, ...] | None = None) -> AutoAttackRun:
+    """AutoAttack `version` as published, stage by stage on the points still robust (see the
+    module docstring); robustness is judged on `net`, as the package does. `stages` keeps only
+    those of the version's sub-attacks (one of them: that sub-attack alone)."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with eval_mode(net), torch.random.fork_rng(devices=devices), _logged_warnings() as messages:
+        model = _InputGradOnly(net)
+        adversary = AutoAttack(model, eps=eps, norm="Linf", version=version, seed=seed,
+                               device=x.device)
+        adversary.verbose = False
+        _fit_targets(adversary, num_classes=_num_classes(model, x))
+        x_adv, robust = x.detach().clone(), _predicts(model, x, y, batch_size)
+        accuracy = {"clean": robust.float().mean().item()}  # once per stage, not per batch
+        broken_by = {}
+        for stage in [a for a in adversary.attacks_to_run if stages is None or a in stages]:
+            idx = robust.nonzero().squeeze(1)
+            broken_by[stage] = torch.zeros_like(robust)
+            if len(idx):
+                adversary.attacks_to_run = [stage]
+                stage_adv, _ = adversary.run_standard_evaluation(x[idx], y[idx], batch_size=batch_size)
+                fooled = ~_predicts(model, stage_adv, y[idx], batch_size)
+                x_adv[idx[fooled]] = stage_adv.detach()[fooled]
+                broken_by[stage][idx[fooled]], robust[idx[fooled]] = True, False
+            accuracy[stage] = robust.float().mean().item()
+        # The package runs this check after its whole cascade: here, after the last stage.
+        checks.check_square_sr(accuracy, logger=adversary.logger)
+    warned = frozenset(name for name, phrase in AUTOATTACK_CHECKS.items()
+                       if any(phrase in message for message in messages))
+    return AutoAttackRun(x_adv, broken_by, warned)
+
+
+@contextmanager
+def _logged_warnings() -> Iterator[list[str]]:
+    """The warnings the package's logger emits inside the block (its checks report only there)."""
+    logger, handler = logging.getLogger(PACKAGE_LOGGER), _Collect()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@torch.no_grad()
+def _predicts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]
+                      for i in range(0, len(x), batch_size)])
 
 
 def _run(net: nn.Module, x: torch.Tensor, y: torch.Tensor, build: Callable[..., AutoAttack],

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.attacks import pgd
+from trainables.config import EvalConfig
+from trainables.data import Dataset
 from trainables.models import EmbedHeadModel
 
 
@@ -70,6 +72,13 @@ class Method(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict(x)
+
+    def extra_evaluation(self, data: Dataset, eval_cfg: EvalConfig,
+                         target_eps: float) -> dict[str, float]:
+        """A method's own evaluation step after the robustness curve (e.g. ER's detector), on the
+        curve's `eval_cfg.eval_examples` test points; `run_trial` logs each entry as
+        test_<name>. None here."""
+        return {}
 
     # --- helpers shared by methods -------------------------------------------------------
     def make_optimizer(self, params: Iterable[nn.Parameter], lr: float | None = None,

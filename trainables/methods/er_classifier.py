@@ -21,14 +21,16 @@ at epoch 15), ratio 1.0 clean 0.850 / PGD 0.617. `--set head_lr_ratio=0.05` rest
 authors' setting.
 
 `base=trades` is ER-Trades: the TRADES adversary (KL, label-free) and loss replace PGD and CE.
-`detector=True` asks the final evaluation for the ER-Detector (`trainables.er_detector`, section
-3.3); training is the same either way."""
+`detector=True` adds the ER-Detector (`trainables.er_detector`, section 3.3) to the final
+evaluation through `extra_evaluation`; training is the same either way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
+from trainables.config import EvalConfig
+from trainables.data import Dataset
 from trainables.methods import METHODS
 from trainables.methods.base import Method, cross_entropy
 from trainables.methods.trades import trades_adversary, trades_loss
@@ -54,7 +56,7 @@ class ERHparams:
     attack_label: str = "predicted"  # the training PGD attacks the predicted (code) or true label
     base: str = "pgd"  # pgd: ER-Classifier | trades: ER-Trades (only with minmax)
     beta: float = 6.0  # TRADES β of ER-Trades (TRADES paper default)
-    detector: bool = False  # fit the ER-Detector after training (read by the final evaluation)
+    detector: bool = False  # fit the ER-Detector after training (`extra_evaluation`)
 
     def __post_init__(self) -> None:
         if self.lambda_ < 0:
@@ -153,3 +155,20 @@ class ERClassifier(Method):
         # The critic's grads from `reg` are stale now; drop them so they never leak into a step.
         self.critic.zero_grad(set_to_none=True)
         return {"loss": ce.detach() + reg.detach(), "ce": ce.detach(), "w_estimate": w_estimate}
+
+    def extra_evaluation(self, data: Dataset, eval_cfg: EvalConfig,
+                         target_eps: float) -> dict[str, float]:
+        """ER-Detector (Table 4 of the ER paper) when `detector` is on: KDEs on the train codes,
+        calibrated on the validation split, scored on the test points of the curve; PGD at the
+        target ε through `predict`."""
+        if not self.hp.detector:
+            return {}
+        # Imported here: the detector module imports the methods package this module is part of.
+        from trainables.er_detector import detector_metrics, fit_detector
+
+        device = next(self.parameters()).device
+        detector = fit_detector(self, data.train.to(device),
+                                data.val.head(eval_cfg.val_examples).to(device), target_eps)
+        test = data.test.head(eval_cfg.eval_examples).to(device)
+        return {f"detector_{name}": value
+                for name, value in detector_metrics(detector, self, test, target_eps).items()}

@@ -82,7 +82,7 @@ def test_best_is_the_epoch_with_the_best_validation_robust_accuracy():
 def test_an_unknown_final_checkpoint_is_refused_before_ray_starts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["sweep", "madry", "--final-checkpoint", "worst"])
-    assert result.exit_code == 2 and "final_checkpoint='worst'; known: last, best" in result.stderr
+    assert result.exit_code == 2 and "--final-checkpoint 'worst': choose one of last, best" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

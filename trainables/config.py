@@ -85,6 +85,9 @@ class EvalConfig:
     # The weights the final evaluation attacks: the last epoch's, or the epoch with the best
     # validation robust accuracy (ties: the better validation clean accuracy, then the earlier).
     final_checkpoint: str = "last"  # last | best
+    # False: the trial never reads the test split (a benchmark's search: what it selects on is the
+    # strong validation attack); its last epoch reports validation numbers only.
+    evaluate_test: bool = True
 
     def __post_init__(self) -> None:
         check_profile(self.eval_profile)

@@ -30,8 +30,8 @@ non-robust at every ε anyway (the adversary may return x itself).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Collection, Mapping
 
 import torch
 from torch import nn
@@ -70,6 +70,9 @@ class Evaluation:
     # AutoAttack's stage -> the points it broke at the target ε (each point counted by the first
     # stage of the cascade that broke it); empty in `quick`.
     autoattack_broken: dict[str, int]
+    # Per test point and job, whether the model was still right (per_example): what a benchmark's
+    # leaderboard is computed from.
+    examples: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,21 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
         measurements=measurements,
         autoattack_broken={job.attack: int((clean & ~still_correct).sum())
                            for job, still_correct in results.items() if job.role == "autoattack"},
+        examples=per_example(clean, results),
     )
+
+
+def per_example(clean: torch.Tensor, results: Mapping[Job, torch.Tensor]) -> dict[str, Any]:
+    """Every point's outcome under every job, as plain data: the test points' indices (the first
+    `eval_examples` of the test split) and, per job, '1' (still correct) or '0' per point. A job
+    other than a curve point is named `<attack>/<role>` (e.g. pgd/doubled, apgd-ce/autoattack)."""
+    def bits(flags: torch.Tensor) -> str:
+        return "".join("1" if f else "0" for f in flags.tolist())
+
+    series = [{"attack": "clean", "path": "predict", "eps": 0.0, "correct": bits(clean)}]
+    series += [{"attack": job.attack if job.role == "curve" else f"{job.attack}/{job.role}", "path": job.path,
+                "eps": float(job.eps), "correct": bits(still_correct)} for job, still_correct in results.items()]
+    return {"indices": list(range(len(clean))), "series": series}
 
 
 def attack_budgets(cfg: EvalConfig, target_eps: float,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -57,6 +58,7 @@ class TrialResult:
     # intervals, counts (sanity.gap_metrics).
     blackbox_gaps: dict[str, float] = field(default_factory=dict)
     val_strong_robust_acc: float | None = None  # what the search selected on (trainables.selection)
+    examples: dict[str, Any] = field(default_factory=dict)  # per test point and attack (evaluate.per_example)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -130,6 +132,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)
+    started_cpu = time.process_time()  # CPU-seconds of every thread of this process
     device = pick_device(config.train.device)
     data = load_dataset(config.data)
     protocol = resolve_protocol(config, data.family)
@@ -169,31 +172,58 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
                 method, val, protocol.target_eps, config.eval.val_strong_steps,
                 config.eval.val_strong_restarts)
             history[-1].update({STRONG_METRIC: metrics[STRONG_METRIC], SEARCH_METRIC: metrics[SEARCH_METRIC]})
-            result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
-            metrics.update(test_clean_acc=result.clean_acc, test_robust_acc=result.robust_acc,
-                           target_eps=protocol.target_eps,
-                           curve=[p.as_dict() for p in result.curve], sanity=result.sanity,
-                           final_checkpoint=result.final_checkpoint, evaluated_epoch=evaluated_epoch,
-                           collapsed=result.collapsed, **result.blackbox_gaps)
-            if result.autoattack_acc is not None:
-                metrics["test_autoattack_acc"] = result.autoattack_acc
-                metrics.update({f"test_autoattack_broken/{stage}": float(count)
-                                for stage, count in result.autoattack_broken.items()})
-            # The method's own evaluation step, if it has one (e.g. ER's detector).
-            metrics.update({f"test_{name}": value for name, value in method.extra_evaluation(
-                data, config.eval, protocol.target_eps).items()})
+            trained_cpu = time.process_time()
+            metrics.update(train_cpu_s=trained_cpu - started_cpu, target_eps=protocol.target_eps,
+                           final_checkpoint=config.eval.final_checkpoint, evaluated_epoch=evaluated_epoch,
+                           collapsed=collapsed(history, data.num_classes))
+            if config.eval.evaluate_test:
+                result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
+                metrics.update(test_metrics(result, method.extra_evaluation(data, config.eval, protocol.target_eps)),
+                               eval_cpu_s=time.process_time() - trained_cpu)
+            else:  # validation only: the test split stays unread
+                result = validation_only(config, history, protocol.target_eps, evaluated_epoch)
         if reporter is not None:
             # After the last epoch `method` holds the evaluated weights, so the trial's final
             # checkpoint is the model its numbers belong to.
-            state = {"method": method.state(), "epoch": epoch + 1, "history": history,
-                     "torch_rng": torch.get_rng_state(), "config": config.to_flat()}
-            if keep_best:
-                state["best"] = best.state()
-            reporter.report(metrics, state)
+            reporter.report(metrics, _state(config, method, epoch, history, best, keep_best))
     if result is None:  # resumed after its last epoch: `method` holds the weights evaluated then
         evaluated_epoch = best.epoch if keep_best else len(history)
-        result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
+        result = (final_evaluation(config, method, data, protocol, history, evaluated_epoch) if config.eval.evaluate_test
+                  else validation_only(config, history, protocol.target_eps, evaluated_epoch))
     return result
+
+
+def test_metrics(result: TrialResult, extra: dict[str, float]) -> dict[str, Any]:
+    """What a trial reports of its test evaluation; `extra`: the method's own evaluation step
+    (e.g. ER's detector)."""
+    metrics = dict(test_clean_acc=result.clean_acc, test_robust_acc=result.robust_acc,
+                   curve=[p.as_dict() for p in result.curve], sanity=result.sanity, examples=result.examples,
+                   **result.blackbox_gaps, **{f"test_{name}": value for name, value in extra.items()})
+    if result.autoattack_acc is not None:
+        metrics["test_autoattack_acc"] = result.autoattack_acc
+        metrics.update({f"test_autoattack_broken/{stage}": float(count)
+                        for stage, count in result.autoattack_broken.items()})
+    return metrics
+
+
+def _state(config: TrialConfig, method: Method, epoch: int, history: list[dict[str, Any]], best: BestEpoch,
+           keep_best: bool) -> dict[str, Any]:
+    """What a checkpoint holds: enough to continue the trial after `epoch` (0-based)."""
+    state = {"method": method.state(), "epoch": epoch + 1, "history": history,
+             "torch_rng": torch.get_rng_state(), "config": config.to_flat()}
+    if keep_best:
+        state["best"] = best.state()
+    return state
+
+
+def validation_only(config: TrialConfig, history: list[dict[str, Any]], target_eps: float,
+                    evaluated_epoch: int) -> TrialResult:
+    """A trial that never read the test split (`evaluate_test=False`): NaN test numbers."""
+    return TrialResult(clean_acc=math.nan, robust_acc=math.nan,
+                       val_robust_acc=history[evaluated_epoch - 1][RUNG_METRIC],
+                       val_strong_robust_acc=history[-1].get(STRONG_METRIC), target_eps=target_eps,
+                       history=history, final_checkpoint=config.eval.final_checkpoint,
+                       evaluated_epoch=evaluated_epoch)
 
 
 SURROGATE_SEED = 104_729  # the default surrogate's seed (another if a trial uses this one)
@@ -258,4 +288,5 @@ def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protoco
         evaluated_epoch=evaluated_epoch,
         collapsed=collapsed(history, data.num_classes),
         blackbox_gaps=gap_metrics(evaluation.measurements.blackbox_gaps),
+        examples=evaluation.examples,
     )

@@ -214,7 +214,12 @@ def chosen_methods(flag: str | None, known: list[str]) -> list[str]:
         eval_examples={"help": "Test points to attack (0: the whole test split)."})
 @shared("tracking_uri", tracking_uri={"help": "MLflow tracking URI (for a run id). Default: "
                                               "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."})
-def evaluate(target: str, eval_profile: str, eval_examples: int, tracking_uri: str | None) -> None:
+@click.option("--surrogate", default=None, metavar="CHECKPOINT|RUN_ID",
+              help="The model the transfer attack is crafted on (standard and full profiles): a checkpoint "
+                   "folder or MLflow run id, e.g. another seed of the same configuration. Default: a "
+                   "PGD-trained model of the trial's architecture, trained here as a sweep does.")
+def evaluate(target: str, eval_profile: str, eval_examples: int, tracking_uri: str | None,
+             surrogate: str | None) -> None:
     """Re-evaluate a finished trial without retraining. TARGET is a trial's checkpoint folder or
     its MLflow run id; for a run id the results are logged to that run under eval/<profile>/."""
     # Lazy (see the module docstring): torch and MLflow.
@@ -226,11 +231,12 @@ def evaluate(target: str, eval_profile: str, eval_examples: int, tracking_uri: s
             raise BadInput(problem)
     try:
         state, run_id = reevaluation.load(target, tracking_uri)
+        surrogate_state = reevaluation.load(surrogate, tracking_uri)[0] if surrogate else None
     except reevaluation.LoadFailed as error:
         raise BadInput(str(error)) from None
     click.echo(f"[orch] evaluating {target} ({state['config']['method']}, {eval_profile} profile, "
                f"{eval_examples or 'all'} test points)")
-    evaluation, target_eps = reevaluation.reevaluate(state, eval_profile, eval_examples)
+    evaluation, target_eps = reevaluation.reevaluate(state, eval_profile, eval_examples, surrogate_state)
     click.echo(reevaluation.evaluation_text(evaluation, target_eps))
     if run_id is not None:
         reevaluation.log_to_run(tracking_uri or default_tracking_uri(), run_id, eval_profile, evaluation)

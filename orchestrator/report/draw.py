@@ -18,16 +18,14 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from trainables.attacks import ATTACKS  # noqa: E402
+from trainables.attacks import label as attack_name  # noqa: E402
+
 DPI = 100
 PANEL_IN = (3.6, 3.0)  # width, height of one panel of a grid, inches
 WIDE_IN = (7.2, 4.5)  # single-panel figures
 GRID_COLUMNS = {"clean_vs_robust": 4, "importances": 4, "latent_tsne": 4, "hp_effects": 4}
 HP_EFFECTS = ("lambda", "embed_dim", "prior", "train_eps")
-ATTACK_LABELS = {
-    "fgsm": "FGSM", "pgd": "PGD-L∞", "cw": "CW-L∞", "mim": "MIM", "square": "Square",
-    "autoattack": "AutoAttack", "pgd-l2": "PGD-L2", "transfer": "transfer", "worst": "worst case",
-    "clean": "clean",
-}
 
 
 def grid(n_panels: int, max_columns: int) -> tuple[int, int]:
@@ -91,7 +89,8 @@ def method_colors(methods: Iterable[str]) -> dict[str, Any]:
 
 
 def attack_label(attack: str, path: str = "predict") -> str:
-    label = ATTACK_LABELS.get(attack, attack)
+    # The attack registry names each attack; an attack no longer registered keeps its own name.
+    label = attack_name(attack) if attack in ATTACKS or attack in ("clean", "worst") else attack
     return label if path in ("predict", None) else f"{label} on the {path} model"
 
 

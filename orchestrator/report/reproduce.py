@@ -124,14 +124,21 @@ _LEGEND = ("Measured: test accuracy in %, mean ± std over seeds (one seed: no �
 def table_cells(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     header = (["method", "seeds"] + [f"{label} (measured)" for _, _, label in COLUMNS]
               + [f"{label} (paper)" for _, _, label in COLUMNS]
-              + ["paper's model", "paper's source", "sanity"])
+              + ["paper's model", "paper's attacks", "paper's source", "sanity"])
     cells = []
     for row in rows:
         measured = [_percent(*row.measured[metric]) for metric, _, _ in COLUMNS]
         claimed = [_claim(row.claim.get(key)) for _, key, _ in COLUMNS]
-        cells.append([row.method, str(row.seeds), *measured, *claimed,
-                      row.claim.get("model") or "—", row.claim.get("source") or "—", row.sanity])
+        cells.append([row.method, str(row.seeds), *measured, *claimed, row.claim.get("model") or "—",
+                      attacks_text(row.claim) or "—", row.claim.get("source") or "—", row.sanity])
     return header, cells
+
+
+def attacks_text(claim: dict[str, Any]) -> str:
+    """Each claimed robust number's protocol: which attack, ε, steps, restarts, targeting, points."""
+    return "; ".join(f"{label}: {c.attack}, ε {c.eps}, steps {c.steps}, restarts {c.restarts}, {c.targeted}, "
+                     f"points: {c.n_points}" for _, key, label in COLUMNS
+                     if key != "clean" and (c := claim.get("claims", {}).get(key)) is not None)
 
 
 def _percent(mean: float, std: float) -> str:
@@ -151,12 +158,13 @@ def _write_csv(path: Path, rows: list[Row]) -> None:
         writer.writerow(["method", "seeds"]
                         + [f"{m}_{s}" for m, _, _ in COLUMNS for s in ("mean", "std")]
                         + [f"paper_{key}_percent" for _, key, _ in COLUMNS]
-                        + ["paper_model", "paper_source", "sanity"])
+                        + ["paper_model", "paper_attacks", "paper_source", "sanity"])
         for row in rows:
             measured = [v if present(v) else "" for m, _, _ in COLUMNS for v in row.measured[m]]
             claimed = ["" if row.claim.get(key) is None else row.claim[key] for _, key, _ in COLUMNS]
             writer.writerow([row.method, row.seeds, *measured, *claimed,
-                             row.claim.get("model") or "", row.claim.get("source") or "", row.sanity])
+                             row.claim.get("model") or "", attacks_text(row.claim), row.claim.get("source") or "",
+                             row.sanity])
 
 
 def _robust_vs_eps_figure(root: Path, methods: list[str]) -> Path | None:

@@ -25,7 +25,7 @@ from orchestrator.tracking.logger import CHECKPOINT_ARTIFACT, CHECKPOINT_TAG, at
 from orchestrator.tracking.store import TrackingUnreachable, check_tracking_uri, default_tracking_uri
 from trainables.checkpoint import CheckpointRefused, load_state_file, restore
 from trainables.evaluate import Evaluation, evaluate_trial
-from trainables.trial import resolve_protocol
+from trainables.trial import resolve_protocol, surrogate_config, trained_surrogate
 
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -122,12 +122,20 @@ def checkpoint_model(client: MlflowClient, experiment_id: str, run_id: str) -> L
     return models[0] if models else None
 
 
-def reevaluate(state: dict[str, Any], profile: str, examples: int) -> tuple[Evaluation, float]:
-    """The trial's method re-attacked under `profile` on `examples` test points."""
+def reevaluate(state: dict[str, Any], profile: str, examples: int,
+               surrogate_state: dict[str, Any] | None = None) -> tuple[Evaluation, float]:
+    """The trial's method re-attacked under `profile` on `examples` test points. The transfer
+    attack (standard and full profiles) is crafted on `surrogate_state`'s model when given (e.g.
+    another seed of the same configuration), else on the default PGD-trained surrogate a sweep
+    uses (trainables.trial.surrogate_config)."""
     config, method, data = restore(state)
     protocol = resolve_protocol(config, data.family)
     eval_cfg = dataclasses.replace(config.eval, eval_profile=profile, eval_examples=examples)
-    return evaluate_trial(method, data.test, protocol, eval_cfg, data.family), protocol.target_eps
+    surrogate = None
+    if profile != "quick":
+        surrogate = (restore(surrogate_state)[1].eval() if surrogate_state is not None
+                     else trained_surrogate(surrogate_config(config)))
+    return evaluate_trial(method, data.test, protocol, eval_cfg, data.family, surrogate), protocol.target_eps
 
 
 def log_to_run(tracking_uri: str, run_id: str, profile: str, evaluation: Evaluation) -> None:

@@ -120,8 +120,8 @@ def reproduce(preset: str, methods: str | None, model: str | None, epochs: int |
 @click.option("--epochs", default=None, type=int, help="Epochs of every trial (default: the preset's).")
 @click.option("--test-examples", default=None, type=int,
               help="The first T test points, the same for every method (0: the whole test split; default: the preset's).")
-@shared("data_dir", "gpus", "gpus_per_trial", "address", "seed", "name", "results_dir", "tracking_uri", "resume",
-        name={"help": "Folder under --results-dir. Default: benchmark-PRESET-YYYYmmdd-HHMMSS."},
+@shared("data_dir", "gpus", "gpus_per_trial", "cpus_per_trial", "address", "seed", "name", "results_dir",
+        "tracking_uri", "resume", name={"help": "Folder under --results-dir. Default: benchmark-PRESET-YYYYmmdd-HHMMSS."},
         seed={"help": "Seed of every search (its fresh seeds are SEED+1, SEED+2, ...)."},
         resume={"help": "Continue benchmark --name: finished searches and seeds are kept, an interrupted "
                         "sweep continues from its checkpoints."})

@@ -66,15 +66,17 @@ def search_ended(root: Path, method: str, trials: int) -> bool:
     return path.is_file() and len(parquet.read_rows(path)) >= trials
 
 
-def chosen_configuration(root: Path, method: str) -> dict[str, Any]:
-    """The search's best finished trial by the strong validation attack: its searched values."""
+def chosen_configuration(root: Path, method: str, preset: BenchmarkPreset) -> dict[str, Any]:
+    """The search's best finished trial by the strong validation attack: its searched values
+    (not what every search trial was given: the preset's --set values, evaluate_test)."""
     trials = pd.read_parquet(search_dir(root, method) / parquet.TRIALS_FILE)
     finished = trials[(trials["status"] == "FINISHED") & trials[STRONG_METRIC].notna()]
     if finished.empty:
         raise campaign.BadInput(f"benchmark: no search trial of {method} finished, nothing to re-train")
     best = finished.sort_values([STRONG_METRIC, "val_clean_acc", "trial_id"],
                                 ascending=[False, False, True]).iloc[0]
-    searched = [c for c in trials if c.startswith("hp_") and c != "hp_seed"]
+    given = {*preset.sets, "evaluate_test", "seed"}
+    searched = [c for c in trials if c.startswith("hp_") and c.removeprefix("hp_") not in given]
     return {c.removeprefix("hp_"): _plain(best[c]) for c in searched if pd.notna(best[c])}
 
 
@@ -107,7 +109,7 @@ def run(root: Path, preset: BenchmarkPreset, methods: list[str], given: dict[str
             campaign.run_all(campaign.plan([(search_dir(root, method),
                                              lambda: search_settings(preset, method, root, given))]))
         if campaign.finished_trials(seeds_dir(root, method)) < preset.seeds:
-            chosen = chosen_configuration(root, method)
+            chosen = chosen_configuration(root, method, preset)
             click.echo(f"[orch] {method}: re-training {chosen} on {preset.seeds} fresh seeds")
             campaign.run_all(campaign.plan([(seeds_dir(root, method),
                                              lambda: seeds_settings(preset, method, root, chosen, given))]))

@@ -3,6 +3,7 @@
     python bench/eval_cost.py              # madry as `orch reproduce mnist-cpu` trains it
     python bench/eval_cost.py --unnested   # also time the evaluation without nested ε-balls
     python bench/eval_cost.py --versus-autoattack --examples 200   # issue #20's cost target
+    python bench/eval_cost.py --versus-autoattack --dataset digits --eps 0.1 --epochs 10
 
 The trial is the one `orch reproduce mnist-cpu` runs for madry (small-cnn, PGD-10 at ε 0.3,
 batches of 50, 4 epochs, `standard` evaluation of 500 test points), through `run_trial`; the
@@ -82,7 +83,7 @@ def measure(method: str, epochs: int, batch_size: int, profile: str, examples: i
 
 
 def versus_autoattack(method: str, epochs: int, batch_size: int, examples: int, threads: int,
-                      data_dir: Path) -> list[dict]:
+                      data_dir: Path, dataset: str, eps: float) -> list[dict]:
     import torch
     from pyautoattack import AutoAttack
 
@@ -95,9 +96,9 @@ def versus_autoattack(method: str, epochs: int, batch_size: int, examples: int, 
 
     torch.set_num_threads(threads)
     config = TrialConfig.from_flat({
-        "method": method, "dataset": "npz", "data_dir": str(data_dir), "model": "small-cnn",
+        "method": method, "dataset": dataset, "data_dir": str(data_dir), "model": "small-cnn",
         "epochs": epochs, "batch_size": batch_size, "threads": threads,
-        "eval_profile": "standard", "eval_examples": examples, "target_eps": 0.3,
+        "eval_profile": "standard", "eval_examples": examples, "target_eps": eps,
         "train_steps": 10, "eval_steps": 20, "device": "cpu"})
     data = load_dataset(config.data)
     protocol = resolve_protocol(config, data.family)
@@ -128,8 +129,8 @@ def versus_autoattack(method: str, epochs: int, batch_size: int, examples: int, 
     orch_wall, orch_cpu = clock.read()
     print(f"orch standard: {orch_wall:.0f} s wall, {orch_cpu:.0f} s CPU", flush=True)
     return [{
-        "method": method, "epochs": epochs, "examples": examples, "threads": threads,
-        "train_s": train_wall, "surrogate_train_s": surrogate_wall,
+        "method": method, "dataset": dataset, "eps": eps, "epochs": epochs, "examples": examples,
+        "threads": threads, "train_s": train_wall, "surrogate_train_s": surrogate_wall,
         "autoattack_s": autoattack_wall, "orch_standard_s": orch_wall,
         "ratio": orch_wall / autoattack_wall, "cpu_ratio": orch_cpu / autoattack_cpu,
         "clean_acc": evaluation.clean_acc, "standalone_autoattack_acc": autoattack_acc,
@@ -152,11 +153,14 @@ def main() -> None:
     parser.add_argument("--versus-autoattack", action="store_true",
                         help="time orch's standard evaluation against a standalone pyautoattack "
                              "standard run on the same model and points")
+    parser.add_argument("--dataset", default="npz", help="with --versus-autoattack: npz or digits")
+    parser.add_argument("--eps", type=float, default=0.3,
+                        help="with --versus-autoattack: the target ε (digits: 0.1, see METHODS.md)")
     parser.add_argument("--note", default="", help="saved with the result (e.g. the machine's load)")
     args = parser.parse_args()
     if args.versus_autoattack:
         rows = versus_autoattack(args.method, args.epochs, args.batch_size, args.examples,
-                                 args.threads, args.data_dir)
+                                 args.threads, args.data_dir, args.dataset, args.eps)
         print(table(rows))
         print("target: ratio <= 1.3 (orch standard / standalone AutoAttack standard)")
         print(f"saved {save('eval_cost-vs-autoattack', {'note': args.note, 'results': rows})}")

@@ -64,8 +64,8 @@ def batch(digits):
 
 def test_registry_lists_the_evaluation_attacks():
     assert set(ATTACKS.names()) == {"fgsm", "pgd", "cw", "pgd-l2", "mim", "autoattack", "square",
-                                    "transfer", "apgd-ce", "apgd-t", "fab-t"}
-    with pytest.raises(KeyError, match="known: apgd-ce, apgd-t, autoattack"):
+                                    "transfer", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t"}
+    with pytest.raises(KeyError, match="known: apgd-ce, apgd-dlr, apgd-t, autoattack"):
         ATTACKS.get("deepfool")
 
 

@@ -21,7 +21,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainables.attacks.autoattack import AUTOATTACK_ITERATIONS, autoattack, autoattack_cascade, square
+from trainables.attacks.autoattack import (AUTOATTACK_ITERATIONS, apgd, autoattack, autoattack_cascade,
+                                           square)
 from trainables.attacks.core import cw_linf, fgsm, mim, pgd, pgd_l2, restart_until_fooled
 from trainables.registry import Registry
 
@@ -154,3 +155,11 @@ def _autoattack_stage(stage: str) -> Craft:
 for _stage, _label in (("apgd-ce", "APGD-CE"), ("apgd-t", "APGD-T"), ("fab-t", "FAB-T")):
     register_attack(_stage, "Linf", "gradient", _label, budget=lambda s: (AUTOATTACK_ITERATIONS, 1),
                     projects=False)(_autoattack_stage(_stage))
+
+
+@register_attack("apgd-dlr", "Linf", "gradient", "APGD-DLR",
+                 budget=lambda s: (AUTOATTACK_ITERATIONS, 1), projects=False)
+def _apgd_dlr(net, x, y, eps, s: AttackSettings):
+    """The second stage of AutoAttack's "rand" version, alone here without its EOT (that
+    version's first stage, APGD-CE, is registered above)."""
+    return apgd(net, x, y, eps, "dlr", AUTOATTACK_ITERATIONS, 1, seed=s.seed)

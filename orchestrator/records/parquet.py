@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from trainables.sanity import CHECKS
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: AutoAttack alone, its own checks as sanity_autoattack_*, CPU-seconds
 CURVES_FILE = "curves.parquet"
 TRIALS_FILE = "trials.parquet"
 

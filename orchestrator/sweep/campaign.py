@@ -4,6 +4,7 @@ sweep is checked before the first trial runs; a sweep that finished is not run a
 --resume, and one that was interrupted continues from its checkpoints."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -15,7 +16,7 @@ from orchestrator.options import BadInput
 from orchestrator.records import parquet
 from orchestrator.report.reproduce import Preset
 from orchestrator.sweep.request import SweepRequest, build_request
-from orchestrator.sweep.resume import load_sweep
+from orchestrator.sweep.resume import SWEEP_FILE, load_sweep
 from orchestrator.sweep.run import run_or_exit
 
 
@@ -43,6 +44,10 @@ def plan(sweeps: Iterable[tuple[Path, Callable[[], dict[str, Any]]]]) -> list[Sw
     for sweep_dir, settings_of in sweeps:
         saved = None
         settings = settings_of()
+        if sweep_dir.exists() and not (sweep_dir / SWEEP_FILE).exists():
+            # Killed while setting up (before sweep.json, so before Tune saved any state or a
+            # trial ran): nothing to continue; run_sweep reuses its parent run.
+            shutil.rmtree(sweep_dir)
         if sweep_dir.exists():
             try:
                 saved = load_sweep(sweep_dir)

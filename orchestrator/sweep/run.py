@@ -34,7 +34,8 @@ from orchestrator.sweep.space import first_points, parent_params, search_space, 
 from orchestrator.sweep.trainable import trainable
 from orchestrator.tracking.client import BufferedMlflow, bound_http_retries, is_transient, report_unlogged
 from orchestrator.tracking.logger import MlflowLogger
-from orchestrator.tracking.runs import best_trial_record, end_interrupted_runs, experiment_name, open_experiment
+from orchestrator.tracking.runs import (
+    best_trial_record, child_runs, end_interrupted_runs, experiment_name, open_experiment)
 from orchestrator.tracking.store import create_store
 from trainables.selection import RUNG_METRIC, STRONG_METRIC
 
@@ -141,16 +142,25 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
     request.sweep_dir.mkdir(parents=True)
     client = mlflow.client
     experiment_id = open_experiment(client, request.tracking_uri, experiment_name(request.base["dataset"]))
-    parent = client.create_run(experiment_id, run_name=request.name, tags={
-        "sweep": request.name, "method": request.method, "dataset": request.base["dataset"],
-        "model": request.base["model"], "objective": request.objective,
-        "eval_profile": request.info.eval_profile,
-        "orch.upper_bound": str(request.info.is_upper_bound({})).lower(),
-        "seeds": str(request.seeds), "orch.role": "sweep"})
-    parent_id = parent.info.run_id
+    parent_id = unfinished_setup(client, experiment_id, request.name) or client.create_run(
+        experiment_id, run_name=request.name, tags={
+            "sweep": request.name, "method": request.method, "dataset": request.base["dataset"],
+            "model": request.base["model"], "objective": request.objective,
+            "eval_profile": request.info.eval_profile,
+            "orch.upper_bound": str(request.info.is_upper_bound({})).lower(),
+            "seeds": str(request.seeds), "orch.role": "sweep"}).info.run_id
     _log_search_space(client, parent_id, request)
     save_sweep(request.sweep_dir, SavedSweep(request.settings, experiment_id, parent_id))
     return experiment_id, parent_id
+
+
+def unfinished_setup(client, experiment_id: str, name: str) -> str | None:
+    """The parent run of sweep `name` whose driver died while setting it up (before sweep.json
+    was saved, so before any trial: the run has no children), to reuse instead of a second one."""
+    runs = client.search_runs([experiment_id], f"tags.sweep = '{name}' AND tags.`orch.role` = 'sweep' "
+                                               "AND attributes.status = 'RUNNING'")
+    empty = [run for run in runs if not child_runs(client, experiment_id, run.info.run_id)]
+    return empty[0].info.run_id if empty else None
 
 
 def _log_search_space(client, parent_id: str, request: SweepRequest) -> None:

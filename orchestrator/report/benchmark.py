@@ -182,7 +182,9 @@ def _write_csv(path: Path, board: list[dict[str, Any]]) -> None:
 def _figures(root: Path, board: list[dict[str, Any]], records: pd.DataFrame,
              target_eps: float) -> list[tuple[Path, str]]:
     rng = np.random.default_rng(0)
-    grid = sorted(e for e in records["eps"].unique() if e > 0)
+    # The curve's ε grid: the sanity measurements' (`<attack>/<role>`) large and unbounded ε are not on it.
+    curve_rows = records[~records["attack"].str.contains("/", regex=False)]
+    grid = sorted(e for e in curve_rows["eps"].unique() if e > 0)
     series = {}
     for r in board:
         points = [(0.0, r["clean"])] + [

@@ -46,8 +46,10 @@ BENCHMARKS = {
         sets={"target_eps": "0.3", "train_steps": "10", "eval_steps": "20", "batch_size": "50"},
         needs_data_dir=True,
         why="10,000 real MNIST digits (--data-dir mnist-10k.npz) on 2 CPU cores, about 1.5 hours per "
-            "method (run with --methods one at a time and merge with orch leaderboard): 4 trials, "
-            "6 epochs (see docs/benchmark/mnist-cpu/learning-curve.csv), 3 seeds, 500 test points."),
+            "method (run --methods one at a time, then merge with orch leaderboard): 4 trials, 3 seeds, "
+            "500 test points (one accuracy to about ±4 points). 6 epochs is provisional: "
+            "bench/learning_curve.py measures where madry's strong validation accuracy stops improving, "
+            "and has not been run to the end yet."),
     "mnist": BenchmarkPreset(
         dataset="mnist", model="lenet", trials=20, seeds=5, epochs=50, test_examples=1000, claims="mnist",
         sets={"target_eps": "0.3", "train_steps": "40", "train_step_size": "0.01", "eval_steps": "40"},

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Collection, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -51,7 +51,8 @@ from trainables.attacks.autoattack import autoattack_cascade
 from trainables.config import PROFILES, EvalConfig, check_profile
 from trainables.data import Split
 from trainables.protocol import CurvePoint, Protocol_
-from trainables.sanity import BALL_TOL, LARGE_EPS, Gap, Measurements, Paired, sanity_checks
+from trainables.outcomes import Job, blackbox_gaps, fraction, pad, per_example, worst_at, worst_case
+from trainables.sanity import BALL_TOL, LARGE_EPS, Measurements, Paired, sanity_checks
 
 # Profiles without AutoAttack: their robust accuracy is an upper bound, labelled so wherever shown.
 UPPER_BOUND_PROFILES = ("quick",)
@@ -73,18 +74,6 @@ class Evaluation:
     # Per test point and job, whether the model was still right (per_example): what a benchmark's
     # leaderboard is computed from.
     examples: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One attack at one ε (in the attack's norm) on one inference path. `role` "curve" is a curve
-    point; any other role is a result that only counts in the worst case: a sanity measurement
-    ("unnested", "doubled", ...) or a stage of AutoAttack ("autoattack")."""
-
-    attack: str
-    eps: float
-    path: str = "predict"
-    role: str = "curve"
 
 
 @dataclass(frozen=True)
@@ -147,26 +136,13 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
         curve=curve,
         sanity=sanity_checks(curve, measurements),
         robust_acc=worst_at(curve, target),
-        clean_acc=_mean(clean),
-        autoattack_acc=None if autoattack is None else _mean(autoattack),
+        clean_acc=fraction(clean),
+        autoattack_acc=None if autoattack is None else fraction(autoattack),
         measurements=measurements,
         autoattack_broken={job.attack: int((clean & ~still_correct).sum())
                            for job, still_correct in results.items() if job.role == "autoattack"},
         examples=per_example(clean, results),
     )
-
-
-def per_example(clean: torch.Tensor, results: Mapping[Job, torch.Tensor]) -> dict[str, Any]:
-    """Every point's outcome under every job, as plain data: the test points' indices (the first
-    `eval_examples` of the test split) and, per job, '1' (still correct) or '0' per point. A job
-    other than a curve point is named `<attack>/<role>` (e.g. pgd/doubled, apgd-ce/autoattack)."""
-    def bits(flags: torch.Tensor) -> str:
-        return "".join("1" if f else "0" for f in flags.tolist())
-
-    series = [{"attack": "clean", "path": "predict", "eps": 0.0, "correct": bits(clean)}]
-    series += [{"attack": job.attack if job.role == "curve" else f"{job.attack}/{job.role}", "path": job.path,
-                "eps": float(job.eps), "correct": bits(still_correct)} for job, still_correct in results.items()]
-    return {"indices": list(range(len(clean))), "series": series}
 
 
 def attack_budgets(cfg: EvalConfig, target_eps: float,
@@ -208,37 +184,20 @@ def plan(profile: str, eps_grid: tuple[float, ...], target_eps: float | None = N
     return jobs
 
 
-def worst_case(results: Mapping[Job, torch.Tensor], clean: torch.Tensor,
-               kinds: Collection[str] | None = None) -> dict[float, torch.Tensor]:
-    """Per L∞ ε of `results`: correct clean and not broken by any L∞ attack (only attacks of
-    `kinds`, if given) at any ε' ≤ ε, whatever its role. Per example: robust only if every
-    attack failed on it."""
-    fooled_at: dict[float, torch.Tensor] = {}
-    for job, still_correct in results.items():
-        attack = ATTACKS.get(job.attack)
-        if attack.norm == "Linf" and (kinds is None or attack.kind in kinds):
-            fooled_at[job.eps] = fooled_at.get(job.eps, ~clean) | ~still_correct
-    worst, fooled = {}, ~clean
-    for eps in sorted(fooled_at):
-        fooled = fooled | fooled_at[eps]
-        worst[eps] = ~fooled
-    return worst
-
-
 def curve_points(jobs: list[Job], results: Mapping[Job, torch.Tensor], clean: torch.Tensor,
                  budgets: Budgets) -> list[CurvePoint]:
     """Clean, then per ε the jobs in order followed by the worst case (over every result)."""
     n = len(clean)
     worst = worst_case(results, clean)
     last_linf = {job.eps: i for i, job in enumerate(jobs) if ATTACKS.get(job.attack).norm == "Linf"}
-    points = [CurvePoint("clean", "none", 0.0, 0, 0, n, _mean(clean))]
+    points = [CurvePoint("clean", "none", 0.0, 0, 0, n, fraction(clean))]
     for i, job in enumerate(jobs):
         attack = ATTACKS.get(job.attack)
         steps, restarts = attack.budget(budgets.at(job))
         points.append(CurvePoint(job.attack, attack.norm, job.eps, steps, restarts, n,
-                                 _mean(results[job]), job.path))
+                                 fraction(results[job]), job.path))
         if last_linf.get(job.eps) == i:
-            points.append(CurvePoint("worst", "Linf", job.eps, 0, 0, n, _mean(worst[job.eps])))
+            points.append(CurvePoint("worst", "Linf", job.eps, 0, 0, n, fraction(worst[job.eps])))
     return points
 
 
@@ -250,12 +209,6 @@ def robustness_curve(net: nn.Module, split: Split, eps_grid: tuple[float, ...], 
     with eval_mode(net):
         clean, results = _Attacker(net, None, budgets, batch_size).run(jobs, split)
     return curve_points(jobs, results, clean, budgets)
-
-
-def worst_at(points: list[CurvePoint], eps: float) -> float:
-    """The worst-case accuracy of a curve at ε (the point closest to it)."""
-    worst = [p for p in points if p.attack == "worst"]
-    return min(worst, key=lambda p: abs(p.eps - eps)).accuracy
 
 
 class _Attacker:
@@ -339,7 +292,7 @@ class _Attacker:
     def accuracy(self, job: Job, split: Split) -> float:
         with eval_mode(self.method):
             clean = _correct_all(self.method, split, self.batch_size)
-            return _mean(self.correct_under(job, split, clean))
+            return fraction(self.correct_under(job, split, clean))
 
     def measure(self, split: Split, clean: torch.Tensor, results: Mapping[Job, torch.Tensor],
                 cfg: EvalConfig, target_eps: float,
@@ -365,7 +318,7 @@ class _Attacker:
             Job("pgd", target_eps), subset, clean_subset,
             self._with(steps=2 * self.settings.steps, restarts=2 * self.settings.restarts))
         role = {job.role: still_correct for job, still_correct in on_subset.items()}
-        found = {job: _pad(still_correct, len(clean)) for job, still_correct in on_subset.items()}
+        found = {job: pad(still_correct, len(clean)) for job, still_correct in on_subset.items()}
         if not any(job.attack == "square" and job.eps == target_eps for job in results):
             whitebox = worst_case({**results, **found}, clean, kinds={"gradient"})[target_eps]
             # The points it did not attack were broken already: not by Square.
@@ -375,14 +328,14 @@ class _Attacker:
         self._check_own_projections()
         measurements = Measurements(
             num_classes=self._num_classes(subset),
-            subset_clean_acc=_mean(clean_subset),
-            unbounded_acc=_mean(role["unbounded"]),
-            unnested_by_eps={name: {job.eps: _mean(still_correct) for job, still_correct
+            subset_clean_acc=fraction(clean_subset),
+            unbounded_acc=fraction(role["unbounded"]),
+            unnested_by_eps={name: {job.eps: fraction(still_correct) for job, still_correct
                                     in on_subset.items() if job.role == "unnested" and job.attack == name}
                              for name in ("fgsm", "pgd")},
             curve_nested=cfg.eval_nested,
             large_eps=large_eps,
-            large_eps_acc=_mean(role["large"]) if "large" in role else None,
+            large_eps_acc=fraction(role["large"]) if "large" in role else None,
             budget=Paired.of(role["usual"], role["doubled"]),
             blackbox_gaps=blackbox_gaps({**results, **found}, clean),
             logits_rel_diff=self._logits_rel_diff(subset) if self.settings.eot == 1 else None,
@@ -416,7 +369,7 @@ class _Attacker:
         """The fraction of input pixels (over the subset) whose CE gradient is exactly 0: a
         pixel no signed-gradient step moves. Per pixel, not per example: a clamp in `predict`
         zeroes part of every example's gradient and no example's whole gradient."""
-        return _mean(input_grad(self.method, ce_loss, subset.x, subset.y) == 0)
+        return fraction(input_grad(self.method, ce_loss, subset.x, subset.y) == 0)
 
     def _unbounded(self, subset: Split, candidates: torch.Tensor) -> torch.Tensor:
         """PGD from x itself (no random start, which alone could land anywhere) at ε = 1."""
@@ -429,33 +382,9 @@ class _Attacker:
         return still_correct
 
 
-def blackbox_gaps(results: Mapping[Job, torch.Tensor], clean: torch.Tensor) -> tuple[Gap, ...]:
-    """Per black-box attack (query or transfer, any role) and L∞ ε: of the examples that every
-    gradient attack left robust at ε, how many it broke."""
-    whitebox = worst_case(results, clean, kinds={"gradient"})
-    fooled: dict[tuple[str, float], torch.Tensor] = {}
-    for job, still_correct in results.items():
-        if ATTACKS.get(job.attack).kind in ("query", "transfer") and job.eps in whitebox:
-            key = (job.attack, job.eps)
-            fooled[key] = fooled.get(key, torch.zeros_like(clean)) | ~still_correct
-    return tuple(Gap(attack, eps, int((whitebox[eps] & broken).sum()), int(whitebox[eps].sum()))
-                 for (attack, eps), broken in fooled.items())
-
-
-def _pad(still_correct: torch.Tensor, n: int) -> torch.Tensor:
-    """A subset's result over all n points: the points past the subset were not attacked."""
-    padded = torch.ones(n, dtype=torch.bool, device=still_correct.device)
-    padded[:len(still_correct)] = still_correct
-    return padded
-
-
 def _correct_all(net: nn.Module, split: Split, batch_size: int) -> torch.Tensor:
     return torch.cat([correct(net, split.x[i:i + batch_size], split.y[i:i + batch_size])
                       for i in range(0, len(split), batch_size)])
-
-
-def _mean(flags: torch.Tensor) -> float:
-    return flags.float().mean().item() if len(flags) else float("nan")
 
 
 __all__ = ["CurvePoint", "Evaluation", "Job", "PROFILES", "UPPER_BOUND_PROFILES", "accuracy",

@@ -21,11 +21,11 @@ TRIAL_COLUMNS = ["status", "clean_acc", "robust_acc", "val_robust_acc", "duratio
 ER_HPARAMS = {"hp_lambda", "hp_embed_dim", "hp_prior", "hp_train_eps", "hp_lr"}
 
 
-def _sweep(tmp_path, *args):
+def _sweep(tmp_path, *args, exit_code=0):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     result = CliRunner().invoke(main, ["sweep", *args, "--results-dir", str(tmp_path / "results"),
                                        "--tracking-uri", uri, *FAST])
-    assert result.exit_code == 0, result.output + str(result.exception)
+    assert result.exit_code == exit_code, result.output + str(result.exception)
     return result, MlflowClient(uri)
 
 
@@ -104,10 +104,11 @@ def test_trials_parquet_has_one_finished_row_per_trial(er_sweep):
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    """...and a sweep whose every trial failed exits 1 with one line saying why."""
     # lr=1e9 makes the loss NaN: a real failure, not a simulated one. One trial at a time
     # (--cpus-per-trial 2 on 2 cores) shows the second still runs after the first failed.
     result, client = _sweep(tmp_path, "madry", "--trials", "2", "--epochs", "1", "--name", "bad",
-                            "--set", "lr=1e9", "--cpus-per-trial", "2")
+                            "--set", "lr=1e9", "--cpus-per-trial", "2", exit_code=1)
     rows = pq.read_table(tmp_path / "results" / "bad" / "trials.parquet").to_pylist()
     assert [r["status"] for r in rows] == ["FAILED", "FAILED"]
     assert all("NonFiniteLoss" in r["error"] and "nan" in r["error"] for r in rows)
@@ -116,7 +117,8 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
                 if "mlflow.parentRunId" in r.data.tags]
     assert sorted(r.info.status for r in children) == ["FAILED", "FAILED"]
     assert all("NonFiniteLoss" in r.data.tags["error"] for r in children)
-    assert "0 finished, 2 failed" in result.output
+    assert result.stderr.splitlines() == [
+        "orch: error: every trial of sweep bad failed (2); the first: " + rows[0]["error"]]
 
 
 def test_collate_merges_sweeps(er_sweep, tmp_path):

@@ -4,6 +4,7 @@ its two figures, all computed from the per-example records of each method's fres
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ def _claim(method: str, key: str) -> str:
 
 
 HEADER = ["method", "seeds × points", "clean", "AutoAttack alone", "worst case", "vs madry (worst case)",
-          "verdict", "chosen configuration", "search CPU-s", "train CPU-s / seed", "eval CPU-s / seed",
+          "verdict", "chosen configuration", "search core-s", "train CPU-s / seed", "eval CPU-s / seed",
           "flags", "paper's claim (its own protocol)"]
 
 
@@ -126,7 +127,7 @@ def cells(row: dict[str, Any]) -> list[str]:
         verdict = "not ranked: " + ", ".join(row["flags"])
     return [row["method"], f"{row['seeds']} × {row['points']}", row["clean"].percent(),
             row["autoattack"].percent(), row["worst"].percent(), difference, verdict,
-            row.get("config", "—"), _seconds(row.get("search_cpu_s")), _seconds(row.get("train_cpu_s")),
+            row.get("config", "—"), _seconds(row.get("search_core_s")), _seconds(row.get("train_cpu_s")),
             _seconds(row.get("eval_cpu_s")), ", ".join(row["flags"]) or "none", row["claim"]]
 
 
@@ -171,13 +172,13 @@ def _write_csv(path: Path, board: list[dict[str, Any]]) -> None:
         writer.writerow(["method", "seeds", "points", *(f"{m}_{s}" for m in ("clean", "autoattack", "worst")
                                                         for s in ("mean", "low", "high")),
                          "diff_vs_madry_mean", "diff_vs_madry_low", "diff_vs_madry_high", "p_value", "verdict",
-                         "config", "search_cpu_s", "train_cpu_s", "eval_cpu_s", "flags", "paper_claim"])
+                         "config", "search_core_s", "train_cpu_s", "eval_cpu_s", "flags", "paper_claim"])
         for r in board:
             c = r["comparison"]
             estimates = [v for m in ("clean", "autoattack", "worst") for v in (r[m].mean, r[m].low, r[m].high)]
             diff = [c.difference.mean, c.difference.low, c.difference.high, c.p_value, c.verdict] if c else [""] * 5
             writer.writerow([r["method"], r["seeds"], r["points"], *estimates, *diff, r.get("config", ""),
-                             r.get("search_cpu_s", ""), r.get("train_cpu_s", ""), r.get("eval_cpu_s", ""),
+                             r.get("search_core_s", ""), r.get("train_cpu_s", ""), r.get("eval_cpu_s", ""),
                              ";".join(r["flags"]), r["claim"]])
 
 
@@ -221,16 +222,24 @@ def seed_sweeps(dirs: list[Path]) -> list[Path]:
 
 
 def costs(seeds_sweep: Path) -> dict[str, float]:
-    """CPU-seconds: the method's whole search (its sibling `-search` sweep), and per fresh seed
-    its training and its evaluation."""
-    search_path = seeds_sweep.with_name(seeds_sweep.name.removesuffix("-seeds") + "-search") / parquet.TRIALS_FILE
-    search = pd.read_parquet(search_path) if search_path.is_file() else pd.DataFrame()
+    """The method's whole search (its sibling `-search` sweep) in core-seconds: every trial's wall
+    time, stopped ones included, times the cores it held; and per fresh seed the CPU-seconds of
+    its training and of its evaluation (the trial process's own count)."""
+    search_dir = seeds_sweep.with_name(seeds_sweep.name.removesuffix("-seeds") + "-search")
+    search = pd.read_parquet(search_dir / parquet.TRIALS_FILE) if (search_dir / parquet.TRIALS_FILE).is_file() \
+        else pd.DataFrame()
     seeds = pd.read_parquet(seeds_sweep / parquet.TRIALS_FILE)
     seeds = seeds[seeds["status"] == "FINISHED"]
-    spent = [search[c].fillna(0).sum() for c in ("train_cpu_s", "eval_cpu_s") if c in search]
-    return {"search_cpu_s": float(sum(spent)) if spent else float("nan"),
+    cores = _cores_per_trial(search_dir)
+    return {"search_core_s": float(search["duration_s"].sum() * cores) if len(search) and cores else float("nan"),
             "train_cpu_s": float(seeds["train_cpu_s"].mean()) if "train_cpu_s" in seeds else float("nan"),
             "eval_cpu_s": float(seeds["eval_cpu_s"].mean()) if "eval_cpu_s" in seeds else float("nan")}
+
+
+def _cores_per_trial(sweep_dir: Path) -> int | None:
+    """--cpus-per-trial as the sweep saved it; None when it was left to the default."""
+    path = sweep_dir / "sweep.json"
+    return json.loads(path.read_text())["settings"].get("cpus_per_trial") if path.is_file() else None
 
 
 def config_text(trials: pd.DataFrame) -> str:

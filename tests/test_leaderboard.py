@@ -78,3 +78,13 @@ def test_records_on_different_test_points_are_refused():
     merged = pd.concat([records("madry", outcomes), records("other", outcomes, points=[0, 1, 2, 3, 9])])
     with pytest.raises(RecordsMismatch, match="different test points"):
         leaderboard(merged, TARGET)
+
+
+def test_a_flag_says_how_many_seeds_it_hit():
+    """One collapsed seed in three reads as one in three, a check failed on every seed as all."""
+    from orchestrator.report.benchmark import _flags
+    trials = pd.DataFrame({"seed": [1, 2, 3], "collapsed": [False, False, True],
+                           "sanity_autoattack_static_defense": [False, False, False],
+                           "sanity_monotone_in_eps": [True, True, True], "sanity_trusted": [False, False, False]})
+    assert _flags(trials) == ["autoattack_static_defense (3/3 seeds)", "collapsed (1/3 seeds)"]
+    assert _flags(trials.assign(collapsed=False, sanity_autoattack_static_defense=True)) == []

@@ -92,14 +92,13 @@ def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, 
 
 
 def _flags(trials: pd.DataFrame) -> list[str]:
-    """Why a method's numbers are not to be ranked: a failed sanity check, a collapsed training."""
-    flags = []
-    for column in trials.columns:
-        if column.startswith("sanity_") and column != "sanity_trusted" and (trials[column] == False).any():  # noqa: E712
-            flags.append(column.removeprefix("sanity_"))
-    if "collapsed" in trials and trials["collapsed"].fillna(False).astype(bool).any():
-        flags.append("collapsed")
-    return flags
+    """Why a method's numbers are not to be ranked: a failed sanity check, a collapsed training;
+    each with how many of its seeds it hit, so one bad seed in three does not read as three."""
+    failed = {column.removeprefix("sanity_"): int((trials[column] == False).sum())  # noqa: E712
+              for column in trials.columns if column.startswith("sanity_") and column != "sanity_trusted"}
+    if "collapsed" in trials:
+        failed["collapsed"] = int(trials["collapsed"].fillna(False).astype(bool).sum())
+    return [f"{name} ({count}/{len(trials)} seeds)" for name, count in failed.items() if count]
 
 
 def _claim(method: str, key: str) -> str:

@@ -3,7 +3,7 @@ validation attack's robust accuracy (the search's own number: the per-example wo
 and APGD-DLR with restarts at the target ε). It chooses a benchmark preset's epochs: where
 madry's robust accuracy stops improving.
 
-    python bench/learning_curve.py --data-dir ../shared/data/mnist-10k.npz --epochs 10 \\
+    python bench/learning_curve.py --data-dir ../shared/data/mnist-10k.npz --epochs 20 \\
         --out docs/benchmark/mnist-cpu/learning-curve.csv
 
 Defaults are the mnist-cpu benchmark preset (orchestrator.report.benchmark.BENCHMARKS). The test

@@ -5,6 +5,7 @@ the per-example records (an identical copy of madry differs by 0 and is not dist
 planted better copy is better); bad input is one line, exit 2, nothing written."""
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 
@@ -57,6 +58,9 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
     assert sorted(r.data.tags["method"] for r in children_of_tiny) == ["madry", "trades"]
     table = (root / "benchmark.md").read_text()
     assert "| madry |" in table and "| trades |" in table and "reference" in table
+    # The search's cost is known although --cpus-per-trial was left to its default.
+    costs = {r["method"]: r["search_core_s"] for r in csv.DictReader((root / "benchmark.csv").open())}
+    assert all(float(costs[method]) > 0 for method in ("madry", "trades")), costs
 
     # The leaderboard comes from the records: a copy of madry's is madry again.
     twin = tmp_path / "twin"

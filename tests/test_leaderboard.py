@@ -88,3 +88,13 @@ def test_a_flag_says_how_many_seeds_it_hit():
                            "sanity_monotone_in_eps": [True, True, True], "sanity_trusted": [False, False, False]})
     assert _flags(trials) == ["autoattack_static_defense (3/3 seeds)", "collapsed (1/3 seeds)"]
     assert _flags(trials.assign(collapsed=False, sanity_autoattack_static_defense=True)) == []
+
+
+def test_a_methods_intervals_do_not_depend_on_which_others_are_merged():
+    rng = np.random.default_rng(3)
+    madry, tla, afd = model(rng, 0.9, 0.6), model(rng, 0.9, 0.62), model(rng, 0.9, 0.5)
+    pair = leaderboard(pd.concat([records("madry", madry), records("tla", tla)]), TARGET)
+    three = leaderboard(pd.concat([records("afd", afd), records("madry", madry), records("tla", tla)]), TARGET)
+    row = lambda board: board[board["method"] == "tla"].iloc[0]  # noqa: E731
+    assert row(pair)["worst"] == row(three)["worst"]
+    assert row(pair)["comparison"].difference == row(three)["comparison"].difference

@@ -237,9 +237,13 @@ def costs(seeds_sweep: Path) -> dict[str, float]:
 
 
 def _cores_per_trial(sweep_dir: Path) -> int | None:
-    """--cpus-per-trial as the sweep saved it; None when it was left to the default."""
+    """The cores each trial of the sweep held: as resolved when it started (sweep.json), else
+    --cpus-per-trial as given (sweeps saved before the resolved value was); None when unknown."""
     path = sweep_dir / "sweep.json"
-    return json.loads(path.read_text())["settings"].get("cpus_per_trial") if path.is_file() else None
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return saved.get("cpus_per_trial") or saved["settings"].get("cpus_per_trial")
 
 
 def config_text(trials: pd.DataFrame) -> str:

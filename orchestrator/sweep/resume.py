@@ -39,9 +39,10 @@ MLFLOW_STATUS = {"FINISHED": "FINISHED", "FAILED": "FAILED", "STOPPED": "FINISHE
 
 @dataclass(frozen=True)
 class SavedSweep:
-    settings: dict[str, Any]  # the command's options, as resolved when the sweep started
+    settings: dict[str, Any]  # the command's options, as given (a resume resolves them again)
     experiment_id: str
     parent_run_id: str
+    cpus_per_trial: int | None = None  # the cores each trial held, as resolved (costs in core-seconds)
 
 
 def study_uri(sweep_dir: Path) -> str:

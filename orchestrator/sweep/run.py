@@ -150,7 +150,7 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
             "orch.upper_bound": str(request.info.is_upper_bound({})).lower(),
             "seeds": str(request.seeds), "orch.role": "sweep"}).info.run_id
     _log_search_space(client, parent_id, request)
-    save_sweep(request.sweep_dir, SavedSweep(request.settings, experiment_id, parent_id))
+    save_sweep(request.sweep_dir, SavedSweep(request.settings, experiment_id, parent_id, request.cpus_per_trial))
     return experiment_id, parent_id
 
 

@@ -7,6 +7,7 @@ torch, Ray and MLflow, which take seconds; each command imports them when it run
 """
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -106,7 +107,7 @@ def reproduce(preset: str, methods: str | None, model: str | None, epochs: int |
     click.echo(f"[orch] reproduce {preset} into {root}: {', '.join(chosen)} "
                f"({len(chosen) - len(requests)} already done), {given['seeds']} seed(s) each")
     started = time.time()
-    campaign.run_all(requests)
+    campaign.run_all(requests, campaign_resume_command(root))
     written = report.write_outputs(root, preset, report.comparison_rows(root, chosen, report.PRESETS[preset].claims))
     click.echo("\n" + written[0].read_text())
     click.echo(f"[orch] done in {time.time() - started:.0f} s: " + ", ".join(str(p) for p in written))
@@ -162,7 +163,7 @@ def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int |
                f"{settings.seeds} fresh seeds, {settings.epochs} epochs, "
                f"{settings.test_examples or 'all'} test points per method")
     started = time.time()
-    stages.run(root, settings, chosen, given)
+    stages.run(root, settings, chosen, given, campaign_resume_command(root))
     written = write_leaderboard([root], root, f"`orch benchmark {preset}` ({root.name}): {settings.why}")
     rows, _, _, dataset = board.build([root])
     log_leaderboard(given["tracking_uri"], root.name, dataset, rows, written)
@@ -197,6 +198,25 @@ def write_leaderboard(dirs: list[Path], out: Path, title: str) -> list[Path]:
     written = board.write(out, title, rows, records, target)
     click.echo("\n" + written[0].read_text())
     return written
+
+
+def campaign_resume_command(root: Path) -> str:
+    """The command that continues this reproduce or benchmark run: its flags as the user gave
+    them, with the run's --name and --resume (not a sweep's own --resume, which would continue
+    one stage and leave the others undone)."""
+    ctx = click.get_current_context()
+    words = ["orch", ctx.info_name]
+    for param in ctx.command.params:
+        if param.name in ("name", "resume") or ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[0])
+        else:
+            words += [w for v in (value if param.multiple else [value]) for w in (param.opts[0], str(v))]
+    return shlex.join([*words, "--name", root.name, "--resume"])
 
 
 def chosen_methods(flag: str | None, known: list[str]) -> list[str]:

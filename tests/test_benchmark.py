@@ -112,3 +112,16 @@ def test_leaderboard_refuses_records_on_different_test_points(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("orch: error: the records are on different test points")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_benchmark_says_the_command_that_continues_all_of_it():
+    """Not the interrupted stage's `orch sweep --resume`, which would leave the other stages undone."""
+    from pathlib import Path
+
+    from orchestrator.cli import benchmark, campaign_resume_command
+
+    args = ["mnist-cpu", "--methods", "madry", "--data-dir", "mnist 10k.npz", "--cpus-per-trial", "1"]
+    with benchmark.make_context("benchmark", args) as ctx:
+        command = ctx.invoke(lambda: campaign_resume_command(Path("results/mnist-cpu-madry")))
+    assert command == ("orch benchmark mnist-cpu --methods madry --data-dir 'mnist 10k.npz' "
+                       "--cpus-per-trial 1 --name mnist-cpu-madry --resume")

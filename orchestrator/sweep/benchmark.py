@@ -102,14 +102,17 @@ def saved_preset(root: Path, preset: BenchmarkPreset, methods: list[str], resume
     return BenchmarkPreset(**saved["preset"]), saved["methods"]
 
 
-def run(root: Path, preset: BenchmarkPreset, methods: list[str], given: dict[str, Any]) -> None:
-    """Each method in turn: its search (unless it ended), then its fresh seeds (unless K finished)."""
+def run(root: Path, preset: BenchmarkPreset, methods: list[str], given: dict[str, Any], resume_command: str) -> None:
+    """Each method in turn: its search (unless it ended), then its fresh seeds (unless K finished).
+    Interrupted, it says `resume_command`, which continues the whole benchmark."""
     for method in methods:
         if not search_ended(root, method, preset.trials):
             campaign.run_all(campaign.plan([(search_dir(root, method),
-                                             lambda: search_settings(preset, method, root, given))]))
+                                             lambda: search_settings(preset, method, root, given))]),
+                              resume_command)
         if campaign.finished_trials(seeds_dir(root, method)) < preset.seeds:
             chosen = chosen_configuration(root, method, preset)
             click.echo(f"[orch] {method}: re-training {chosen} on {preset.seeds} fresh seeds")
             campaign.run_all(campaign.plan([(seeds_dir(root, method),
-                                             lambda: seeds_settings(preset, method, root, chosen, given))]))
+                                             lambda: seeds_settings(preset, method, root, chosen, given))]),
+                              resume_command)

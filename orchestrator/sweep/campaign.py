@@ -58,10 +58,11 @@ def plan(sweeps: Iterable[tuple[Path, Callable[[], dict[str, Any]]]]) -> list[Sw
     return requests
 
 
-def run_all(requests: list[SweepRequest]) -> None:
+def run_all(requests: list[SweepRequest], resume_command: str) -> None:
+    """Runs each sweep; interrupted, says `resume_command` (the campaign's, not the sweep's)."""
     for request in requests:
         click.echo(f"[orch] {request.name}: {request.resources_line}")
-        run_or_exit(request)
+        run_or_exit(request, resume_command)
 
 
 def sweep_settings(preset: Preset, method: str, results_dir: Path, *, model: str | None,

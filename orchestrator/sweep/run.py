@@ -49,15 +49,15 @@ class SweepFailed(click.ClickException):
         click.echo(f"orch: error: {self.format_message()}", err=True)
 
 
-def run_or_exit(request: SweepRequest, resume: str | None = None) -> list[dict[str, Any]]:
+def run_or_exit(request: SweepRequest, continue_with: str | None = None) -> list[dict[str, Any]]:
     """Runs the sweep and returns its trials' rows. On SIGINT/SIGTERM says how to continue it
-    (`resume`: the command of the reproduce or benchmark run it belongs to) and exits 128 + the
+    (`continue_with`: the command of the reproduce or benchmark run it belongs to) and exits 128 + the
     signal; raises SweepFailed when no trial finished because every one failed."""
     try:
         rows = run_sweep(request)
     except SweepInterrupted as stop:
         if stop.resumable:
-            command = resume or resume_command(request.method, request.name, str(request.results_dir))
+            command = continue_with or resume_command(request.method, request.name, str(request.results_dir))
             click.echo(f"[orch] sweep {request.name} interrupted by {stop}; its state is saved. "
                        f"Continue it with:\n  {command}", err=True)
         else:

@@ -41,7 +41,7 @@ class Preset:
 
 
 PRESETS = {
-    # Sized on 2 CPU cores: all 8 methods, one seed, in about an hour (docs/benchmarks.md: how it was timed).
+    # Sized on 2 CPU cores: all 8 methods, one seed, in one run (92 min measured; docs/benchmarks.md says how).
     # Batches of 50 (Madry et al.'s MNIST batch): at ε 0.3 a model first sits at chance, and
     # 4 epochs of 128-batches (225 steps) leave madry there longer than 4 epochs of 50 (576).
     "mnist-cpu": Preset(

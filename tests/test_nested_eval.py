@@ -109,3 +109,19 @@ def test_restarts_are_spent_at_the_target_eps_only():
     curve = curve_points(jobs, results, torch.tensor([True, True]), budgets)
     restarts = {(p.attack, p.eps): p.restarts for p in curve if p.attack not in ("clean", "worst")}
     assert restarts == {("pgd", 0.05): 1, ("pgd", 0.1): 5, ("cw", 0.1): 5, ("pgd-l2", 0.1): 1}
+
+
+def test_each_attack_says_what_it_left_correct(linear, two_digits):
+    """A long evaluation is not silent: one line per attack, whose count of points still
+    correct is the attack's own result (the nested series attacks fewer points as ε grows)."""
+    lines = []
+    jobs = plan("standard", GRID)
+    torch.manual_seed(0)
+    clean, results = _Attacker(linear, None, Budgets.uniform(AttackSettings(steps=10)), say=lines.append).run(
+        jobs, two_digits)
+    assert len(lines) == len(jobs)
+    ordered = sorted(jobs, key=lambda j: j.eps)
+    for line, job in zip(lines, ordered):
+        assert f"{job.attack} at ε {job.eps:.4g}: {int(results[job].sum())} of " in line, line
+    last_pgd = [line for line, job in zip(lines, ordered) if job.attack == "pgd"][-1]
+    assert f"of {int(clean.sum())} attacked" not in last_pgd  # fewer attacked at the largest ε

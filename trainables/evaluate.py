@@ -30,8 +30,9 @@ non-robust at every ε anyway (the adversary may return x itself).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -107,11 +108,13 @@ def pgd_accuracy(net: nn.Module, split: Split, eps: float, steps: int,
 
 def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
                    eval_cfg: EvalConfig, family: str,
-                   surrogate: nn.Module | None = None) -> Evaluation:
+                   surrogate: nn.Module | None = None,
+                   say: Callable[[str], None] | None = None) -> Evaluation:
     """The final evaluation of a trial on `eval_examples` test points: the profile's curve, the
     sanity measurements on the first `eval_sanity_examples` of them, and the checks' flags.
     `surrogate`: the network the transfer attack is crafted on (any module mapping [0, 1] inputs
-    to logits, e.g. a restored method); None: no transfer attack."""
+    to logits, e.g. a restored method); None: no transfer attack. `say`: told a line after each
+    attack (on a CPU a standard evaluation can outlast the training, so it should not be silent)."""
     check_profile(eval_cfg.eval_profile)
     device = next(method.parameters()).device
     split = test_split.head(eval_cfg.eval_examples).to(device)
@@ -125,8 +128,10 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
     # own random stream is left as it was.
     with torch.random.fork_rng(devices=devices), eval_mode(method):
         torch.manual_seed(EVAL_SEED)
-        attacker = _Attacker(method, base, budgets)
+        attacker = _Attacker(method, base, budgets, say=say)
         clean, results = attacker.run(jobs, split, nested=eval_cfg.eval_nested)
+        if say is not None:
+            say("sanity measurements (unnested, doubled and unbounded PGD, black-box Square)")
         measurements, found = attacker.measure(split, clean, results, eval_cfg, target,
                                                LARGE_EPS.get(family))
     results = {**results, **found}
@@ -219,8 +224,9 @@ class _Attacker:
     `adv_in_ball` check judges; and the names of AutoAttack's own checks that warned."""
 
     def __init__(self, method: nn.Module, base: nn.Module | None, budgets: Budgets,
-                 batch_size: int = 512):
+                 batch_size: int = 512, say: Callable[[str], None] | None = None):
         self.method, self.base, self.budgets, self.batch_size = method, base, budgets, batch_size
+        self.say = say
         self.settings = budgets.strong  # the sanity measurements' reference budget
         self.excess: dict[bool, torch.Tensor] = {}  # projects -> largest excess
         self.autoattack_warned: frozenset[str] | None = None  # None: AutoAttack did not run
@@ -238,16 +244,23 @@ class _Attacker:
         clean = _correct_all(self.method, split, self.batch_size)
         results: dict[Job, torch.Tensor] = {}
         fooled: dict[tuple[str, str], torch.Tensor] = {}  # (attack, path) -> fooled at a smaller ε
-        for job in sorted(jobs, key=lambda j: j.eps):  # stable: plan order within an ε
+        ordered = sorted(jobs, key=lambda j: j.eps)  # stable: plan order within an ε
+        for done, job in enumerate(ordered, 1):
             series = (job.attack, job.path)
             fooled_before = fooled.get(series, torch.zeros_like(clean))
             candidates = clean & ~fooled_before if nested else clean
+            started = time.monotonic()
             if job.attack == "autoattack" and job.path == "predict":
                 results[job], stages = self.autoattack(job, split, candidates)
                 results.update(stages)
             else:
                 results[job] = self.correct_under(job, split, candidates)
             fooled[series] = fooled_before | (clean & ~results[job])
+            if self.say is not None:
+                path = " (crafted on the base classifier)" if job.path == "base" else ""
+                self.say(f"attack {done}/{len(ordered)}: {job.attack}{path} at ε {job.eps:.4g}: "
+                         f"{int(results[job].sum())} of {int(candidates.sum())} attacked points still correct "
+                         f"({time.monotonic() - started:.0f} s)")
         return clean, results
 
     def correct_under(self, job: Job, split: Split, candidates: torch.Tensor,

@@ -193,6 +193,12 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
     return result
 
 
+def say_progress(line: str) -> None:
+    """A line on stdout (in a sweep, Ray forwards a trial's stdout to the sweep's console): what
+    a long final evaluation is doing."""
+    print(f"[orch] evaluation: {line}", flush=True)
+
+
 def test_metrics(result: TrialResult, extra: dict[str, float]) -> dict[str, Any]:
     """What a trial reports of its test evaluation; `extra`: the method's own evaluation step
     (e.g. ER's detector)."""
@@ -269,10 +275,14 @@ def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protoco
     """The only place the test split is read: the eval profile's curve and sanity flags, for the
     weights of `evaluated_epoch` (which `method` holds). The standard and full profiles add a
     transfer attack from `trained_surrogate`."""
+    points = min(config.eval.eval_examples or len(data.test.y), len(data.test.y))
+    say_progress(f"evaluating the epoch-{evaluated_epoch} weights on {points} test points "
+                 f"({config.eval.eval_profile} profile)")
     surrogate = None
     if config.eval.eval_profile != "quick":
         surrogate = trained_surrogate(surrogate_config(config))
-    evaluation = evaluate_trial(method, data.test, protocol, config.eval, data.family, surrogate)
+    evaluation = evaluate_trial(method, data.test, protocol, config.eval, data.family, surrogate,
+                                say=say_progress)
     return TrialResult(
         clean_acc=evaluation.clean_acc,
         robust_acc=evaluation.robust_acc,

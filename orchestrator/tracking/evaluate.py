@@ -25,7 +25,7 @@ from orchestrator.tracking.logger import CHECKPOINT_ARTIFACT, CHECKPOINT_TAG, at
 from orchestrator.tracking.store import TrackingUnreachable, check_tracking_uri, default_tracking_uri
 from trainables.checkpoint import CheckpointRefused, load_state_file, restore
 from trainables.evaluate import Evaluation, evaluate_trial
-from trainables.trial import resolve_protocol, surrogate_config, trained_surrogate
+from trainables.trial import resolve_protocol, say_progress, surrogate_config, trained_surrogate
 
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -135,7 +135,8 @@ def reevaluate(state: dict[str, Any], profile: str, examples: int,
     if profile != "quick":
         surrogate = (restore(surrogate_state)[1].eval() if surrogate_state is not None
                      else trained_surrogate(surrogate_config(config)))
-    return evaluate_trial(method, data.test, protocol, eval_cfg, data.family, surrogate), protocol.target_eps
+    evaluation = evaluate_trial(method, data.test, protocol, eval_cfg, data.family, surrogate, say=say_progress)
+    return evaluation, protocol.target_eps
 
 
 def log_to_run(tracking_uri: str, run_id: str, profile: str, evaluation: Evaluation) -> None:

@@ -108,13 +108,11 @@ def pgd_accuracy(net: nn.Module, split: Split, eps: float, steps: int,
 
 def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
                    eval_cfg: EvalConfig, family: str,
-                   surrogate: nn.Module | None = None,
-                   say: Callable[[str], None] | None = None) -> Evaluation:
+                   surrogate: nn.Module | None = None, say: Callable[[str], None] | None = None) -> Evaluation:
     """The final evaluation of a trial on `eval_examples` test points: the profile's curve, the
     sanity measurements on the first `eval_sanity_examples` of them, and the checks' flags.
     `surrogate`: the network the transfer attack is crafted on (any module mapping [0, 1] inputs
-    to logits, e.g. a restored method); None: no transfer attack. `say`: told a line after each
-    attack (on a CPU a standard evaluation can outlast the training, so it should not be silent)."""
+    to logits, e.g. a restored method); None: no transfer attack. `say`: told a line per attack."""
     check_profile(eval_cfg.eval_profile)
     device = next(method.parameters()).device
     split = test_split.head(eval_cfg.eval_examples).to(device)
@@ -225,8 +223,7 @@ class _Attacker:
 
     def __init__(self, method: nn.Module, base: nn.Module | None, budgets: Budgets,
                  batch_size: int = 512, say: Callable[[str], None] | None = None):
-        self.method, self.base, self.budgets, self.batch_size = method, base, budgets, batch_size
-        self.say = say
+        self.method, self.base, self.budgets, self.batch_size, self.say = method, base, budgets, batch_size, say
         self.settings = budgets.strong  # the sanity measurements' reference budget
         self.excess: dict[bool, torch.Tensor] = {}  # projects -> largest excess
         self.autoattack_warned: frozenset[str] | None = None  # None: AutoAttack did not run
@@ -244,8 +241,7 @@ class _Attacker:
         clean = _correct_all(self.method, split, self.batch_size)
         results: dict[Job, torch.Tensor] = {}
         fooled: dict[tuple[str, str], torch.Tensor] = {}  # (attack, path) -> fooled at a smaller ε
-        ordered = sorted(jobs, key=lambda j: j.eps)  # stable: plan order within an ε
-        for done, job in enumerate(ordered, 1):
+        for done, job in enumerate(sorted(jobs, key=lambda j: j.eps), 1):  # stable: plan order within an ε
             series = (job.attack, job.path)
             fooled_before = fooled.get(series, torch.zeros_like(clean))
             candidates = clean & ~fooled_before if nested else clean
@@ -258,7 +254,7 @@ class _Attacker:
             fooled[series] = fooled_before | (clean & ~results[job])
             if self.say is not None:
                 path = " (crafted on the base classifier)" if job.path == "base" else ""
-                self.say(f"attack {done}/{len(ordered)}: {job.attack}{path} at ε {job.eps:.4g}: "
+                self.say(f"attack {done}/{len(jobs)}: {job.attack}{path} at ε {job.eps:.4g}: "
                          f"{int(results[job].sum())} of {int(candidates.sum())} attacked points still correct "
                          f"({time.monotonic() - started:.0f} s)")
         return clean, results

@@ -86,8 +86,42 @@ def test_a_flag_says_how_many_seeds_it_hit():
     trials = pd.DataFrame({"seed": [1, 2, 3], "collapsed": [False, False, True],
                            "sanity_autoattack_static_defense": [False, False, False],
                            "sanity_monotone_in_eps": [True, True, True], "sanity_trusted": [False, False, False]})
-    assert _flags(trials) == ["autoattack_static_defense (3/3 seeds)", "collapsed (1/3 seeds)"]
-    assert _flags(trials.assign(collapsed=False, sanity_autoattack_static_defense=True)) == []
+    assert _flags(trials, {}) == ["autoattack_static_defense (3/3 seeds)", "collapsed (1/3 seeds)"]
+    assert _flags(trials.assign(collapsed=False, sanity_autoattack_static_defense=True), {}) == []
+
+
+def square_stage(broken: int, n: int = 500) -> dict:
+    """A sound model's records but for AutoAttack's Square stage, which broke `broken` points on
+    the first seed that the gradient attacks (and its earlier stages) had left."""
+    ok = np.ones((2, n), dtype=bool)
+    square = ok.copy()
+    square[0, :broken] = False
+    return {("clean", 0.0): ok, ("pgd", TARGET): ok, ("apgd-ce/autoattack", TARGET): ok,
+            ("square/autoattack", TARGET): square, ("autoattack", TARGET): square}
+
+
+def test_the_blackbox_checks_are_judged_from_the_records_not_the_stored_flags():
+    """Stored before the rule changed, a trial's square flag failed on one point of 500 (the
+    package's comparison) and its whitebox flag on a gap past the target ε: the leaderboard judges
+    both again from the records, and flags a Square stage that broke 10 points of 500."""
+    from orchestrator.report.benchmark import rows
+    stored = pd.DataFrame({"method": ["m", "m"], "seed": [10, 11], "sanity_autoattack_square_no_gain": [False, True],
+                           "sanity_whitebox_le_blackbox": [False, True]})
+
+    def flags(broken: int, beyond_target_gap: bool = False) -> list[str]:
+        outcomes = square_stage(broken)
+        if beyond_target_gap:  # transfer breaks half of the points at 3x the target ε
+            transfer = np.ones((2, 500), dtype=bool)
+            transfer[:, ::2] = False
+            outcomes.update({("pgd", 3 * TARGET): np.ones((2, 500), dtype=bool), ("transfer", 3 * TARGET): transfer})
+        return rows(records("m", outcomes), stored, {}, TARGET, "mnist")[0]["flags"]
+
+    assert flags(1) == [] and flags(1, beyond_target_gap=True) == []
+    assert flags(10) == ["autoattack_square_gain_small (1/2 seeds)"]
+    transfer_at_target = square_stage(0)
+    transfer_at_target[("transfer", TARGET)] = np.tile(np.arange(500) % 2 == 1, (2, 1))
+    assert rows(records("m", transfer_at_target), stored, {}, TARGET, "mnist")[0]["flags"] == [
+        "whitebox_le_blackbox (2/2 seeds)"]
 
 
 def test_a_methods_intervals_do_not_depend_on_which_others_are_merged():

@@ -14,7 +14,8 @@ from trainables.config import EvalConfig, TrialConfig
 from trainables.evaluate import CurvePoint, evaluate_trial
 from trainables.protocol import Protocol_
 from trainables.attacks.autoattack import AUTOATTACK_CHECKS
-from trainables.sanity import CHECKS, Gap, Measurements, Paired, sanity_checks
+from trainables.sanity import (BLACKBOX_SHARE_MAX, CHECKS, SQUARE_GAIN_MAX, Gap, Measurements, Paired,
+                               sanity_checks)
 from trainables.trial import run_trial
 
 from conftest import train_method
@@ -46,6 +47,7 @@ GOOD = Measurements(
     large_eps_acc=0.0, budget=Paired(0.3, 0.29, only_a=1, only_b=2, n=100),
     blackbox_gaps=(Gap("square", 0.2, extra_fooled=1, n=100),),
     logits_rel_diff=0.0, zero_grad_fraction=0.0, ball_excess=0.0, autoattack_warned=frozenset(),
+    target_eps=0.2, autoattack_square=Gap("square/autoattack", 0.2, extra_fooled=0, n=100),
 )
 UNNESTED_CURVE = replace(GOOD, curve_nested=False)
 
@@ -77,6 +79,8 @@ def test_a_sound_evaluation_is_trusted():
     ("adv_in_ball", GOOD_CURVE, replace(GOOD, ball_excess=0.01)),
     *[(name, GOOD_CURVE, replace(GOOD, autoattack_warned=frozenset({name})))
       for name in AUTOATTACK_CHECKS],
+    ("autoattack_square_gain_small", GOOD_CURVE, replace(GOOD, autoattack_square=Gap(
+        "square/autoattack", 0.2, extra_fooled=5, n=100))),
 ])
 def test_each_check_fails_on_its_symptom(check, curve, measurements):
     flags = sanity_checks(curve, measurements)
@@ -121,9 +125,10 @@ def test_a_blackbox_share_of_the_whitebox_survivors_is_flagged_with_its_confiden
 
     def flag_rate(n: int, share: float) -> float:
         return sum(math.comb(n, k) * share ** k * (1 - share) ** (n - k)
-                   for k in range(n + 1) if Gap("square", 0.3, k, n).masks())
+                   for k in range(n + 1) if Gap("square", 0.3, k, n).above(BLACKBOX_SHARE_MAX))
 
-    assert not Gap("square", 0.3, 1, 100).masks() and Gap("square", 0.3, 1, 100).interval()[0] > 0
+    single = Gap("square", 0.3, 1, 100)
+    assert not single.above(BLACKBOX_SHARE_MAX) and single.interval()[0] > 0
     assert flag_rate(100, 0.15) > 0.9 and flag_rate(200, 0.1) > 0.75
     assert flag_rate(100, 0.03) < 0.01 and flag_rate(200, 0.05) < 0.05
     low, high = Gap("square", 0.3, 15, 100).interval()
@@ -169,7 +174,7 @@ def test_masked_gradients_are_caught(digits, standard, surrogate, wrapper):
     flags, gaps = evaluation.sanity, evaluation.measurements.blackbox_gaps
     assert flags["no_zero_gradients"] is False and flags["unbounded_eps_breaks_all"] is False
     assert flags["whitebox_le_blackbox"] is False, evaluation.measurements
-    assert {gap.attack for gap in gaps if gap.masks()} == {"square", "transfer"}
+    assert {gap.attack for gap in gaps if gap.above(BLACKBOX_SHARE_MAX)} == {"square", "transfer"}
     assert flags["trusted"] is False
 
 
@@ -226,3 +231,31 @@ def test_a_trial_reports_its_flags():
     assert sum(result.autoattack_broken.values()) == round(
         (result.clean_acc - result.autoattack_acc) * 40)
     assert reports[-1]["test_autoattack_broken/apgd-ce"] == result.autoattack_broken["apgd-ce"]
+
+
+def test_blackbox_gaps_beyond_the_target_eps_are_logged_not_judged():
+    """The flag marks the robust accuracy at the target ε; past it (a PGD-trained MNIST model at
+    ε 0.35: transfer broke 8 of 88 white-box survivors) the gap does not measure that number."""
+    beyond = replace(GOOD, blackbox_gaps=(*GOOD.blackbox_gaps, Gap("transfer", 0.3, 30, 100)))
+    assert sanity_checks(GOOD_CURVE, beyond)["whitebox_le_blackbox"] is True
+    every_eps = replace(beyond, target_eps=None)
+    assert sanity_checks(GOOD_CURVE, every_eps)["whitebox_le_blackbox"] is False
+
+
+def test_autoattack_square_check_keeps_the_package_threshold_but_not_its_single_point():
+    """pyautoattack warns when Square lowers the robust accuracy by more than 0.2 points: on 500
+    points, one point. Judged on the gain's 95% interval, a gain of 0 is never flagged, 1-2
+    points (what an honest PGD-trained MNIST model gave) are not, and a true gain of 2 points
+    (10 of 500) is flagged 19 times in 20."""
+
+    def flag_rate(n: int, gain: float) -> float:
+        return sum(math.comb(n, k) * gain ** k * (1 - gain) ** (n - k) for k in range(n + 1)
+                   if sanity_checks(GOOD_CURVE, replace(GOOD, autoattack_square=Gap(
+                       "square/autoattack", 0.2, k, n)))["autoattack_square_gain_small"] is False)
+
+    def flagged(k: int, n: int) -> bool:
+        return Gap("square/autoattack", 0.3, k, n).above(SQUARE_GAIN_MAX)
+
+    assert not flagged(0, 500) and not flagged(1, 500) and not flagged(2, 500)
+    assert flagged(8, 500) and flagged(40, 10_000) and not flagged(20, 10_000)
+    assert flag_rate(500, 0.0) == 0.0 and flag_rate(500, 0.02) > 0.95

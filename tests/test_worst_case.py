@@ -13,6 +13,7 @@ from trainables.attacks import ATTACKS, grid_attacks, label
 from trainables.attacks.autoattack import AutoAttackRun
 from trainables.config import ConfigError, EvalConfig, TrialConfig, check_profile
 from trainables.evaluate import Job, evaluate_trial, worst_case
+from trainables.sanity import BLACKBOX_SHARE_MAX
 from trainables.protocol import Protocol_
 from trainables.trial import surrogate_config
 
@@ -89,7 +90,7 @@ def test_a_point_broken_only_by_autoattacks_square_lowers_the_headline_and_is_fl
     assert evaluation.robust_acc == 0.0 < rows(evaluation, "pgd")[TARGET]
     assert evaluation.autoattack_broken["square"] > 0
     gaps = {gap.attack: gap for gap in evaluation.measurements.blackbox_gaps if gap.eps == TARGET}
-    assert gaps["square"].share == 1.0 and gaps["square"].masks()
+    assert gaps["square"].share == 1.0 and gaps["square"].above(BLACKBOX_SHARE_MAX)
     assert evaluation.sanity["whitebox_le_blackbox"] is False
 
 
@@ -121,13 +122,14 @@ def test_an_adversarial_example_outside_the_ball_fails_adv_in_ball(digits, trapd
 
 def test_autoattacks_own_checks_are_flags(digits):
     """pyautoattack's checks, which it only logs, become flags: on a model with zero gradients
-    everywhere its zero-gradient check fires and its Square beats its gradient attacks."""
+    everywhere its zero-gradient check fires, and its Square stage beats its gradient attacks by
+    more than the package's threshold even on 30 points (judged by trainables.sanity)."""
     standard = train_method(digits, "standard", epochs=3)
     config = replace(STANDARD, eval_examples=30, eval_sanity_examples=30)
     evaluation = evaluate_trial(Quantized(standard.model, straight_through=False), digits.test,
                                 Protocol_(0.2, 0.2, (0.2,)), config, "mnist-like")
     flags = evaluation.sanity
-    assert flags["autoattack_no_zero_gradient"] is False and flags["autoattack_square_no_gain"] is False
+    assert flags["autoattack_no_zero_gradient"] is False and flags["autoattack_square_gain_small"] is False
     assert flags["autoattack_deterministic"] is True and flags["autoattack_outputs_logits"] is True
     assert evaluation.autoattack_broken["square"] > 0 and flags["trusted"] is False
 

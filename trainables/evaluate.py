@@ -52,7 +52,8 @@ from trainables.attacks.autoattack import autoattack_cascade
 from trainables.config import PROFILES, EvalConfig, check_profile
 from trainables.data import Split
 from trainables.protocol import CurvePoint, Protocol_
-from trainables.outcomes import Job, blackbox_gaps, fraction, pad, per_example, worst_at, worst_case
+from trainables.outcomes import (Job, blackbox_gaps, fraction, pad, per_example, square_stage_gain, worst_at,
+                                 worst_case)
 from trainables.sanity import BALL_TOL, LARGE_EPS, Measurements, Paired, sanity_checks
 
 # Profiles without AutoAttack: their robust accuracy is an upper bound, labelled so wherever shown.
@@ -347,6 +348,8 @@ class _Attacker:
             large_eps_acc=fraction(role["large"]) if "large" in role else None,
             budget=Paired.of(role["usual"], role["doubled"]),
             blackbox_gaps=blackbox_gaps({**results, **found}, clean),
+            target_eps=target_eps,
+            autoattack_square=square_stage_gain(results, target_eps),
             logits_rel_diff=self._logits_rel_diff(subset) if self.settings.eot == 1 else None,
             zero_grad_fraction=self._zero_grad_fraction(subset),
             ball_excess=self.excess[False].item() if False in self.excess else None,

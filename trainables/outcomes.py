@@ -74,6 +74,13 @@ def blackbox_gaps(results: Mapping[Job, torch.Tensor], clean: torch.Tensor) -> t
                  for (attack, eps), broken in fooled.items())
 
 
+def square_stage_gain(results: Mapping[Job, torch.Tensor], eps: float) -> Gap | None:
+    """What AutoAttack's Square stage broke at ε (the points its earlier stages left), of all the
+    points; None when AutoAttack did not run there."""
+    stage = results.get(Job("square", eps, role="autoattack"))
+    return None if stage is None else Gap("square/autoattack", eps, int((~stage).sum()), len(stage))
+
+
 def pad(still_correct: torch.Tensor, n: int) -> torch.Tensor:
     """A subset's result over all n points: the points past the subset were not attacked."""
     padded = torch.ones(n, dtype=torch.bool, device=still_correct.device)

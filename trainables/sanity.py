@@ -10,12 +10,23 @@ curve never rises with ε; the project's attacks project onto the ball) is asser
 built, not shown here as a passed check. Beside orch's checks stand AutoAttack's own
 (`autoattack_*`, pyautoattack's checks module), recorded as it judged them.
 
-What fails `whitebox_le_blackbox`: of the points every white-box attack left robust at an ε, a
-black-box attack (Square, which reads only scores, or a transfer from a surrogate's gradients)
-broke a share whose 95% interval lies wholly above BLACKBOX_SHARE_MAX. The gradient is then
-partly masked: the white-box attacks' own numbers overstate robustness. The headline (the worst
-case) already counts the points the black-box attack broke; the flag says that what no attack
-broke may still be breakable.
+What fails `whitebox_le_blackbox`: of the points every white-box attack left robust at an ε up
+to the target ε, a black-box attack (Square, which reads only scores, or a transfer from a
+surrogate's gradients) broke a share whose 95% interval lies wholly above BLACKBOX_SHARE_MAX. The
+gradient is then partly masked: the white-box attacks' own numbers overstate robustness. The
+headline (the worst case) already counts the points the black-box attack broke; the flag says that
+what no attack broke may still be breakable. Gaps beyond the target ε (where a model trained at it
+often gives way, and survivors are few) are logged, not judged: the flag marks the robust accuracy
+at the target ε, which they do not measure.
+
+What fails `autoattack_square_gain_small`: AutoAttack's own Square check (pyautoattack's
+`check_square_sr`) warns when Square, the cascade's last stage, lowers the robust accuracy by more
+than SQUARE_GAIN_MAX; it compares the two numbers as they are, which its authors did on 10,000
+points (a threshold of 20 points). On 500 points that threshold is a single point. Here the same
+threshold is applied to the gain's 95% interval: it fails when the whole interval lies above.
+
+`blackbox_checks` judges both from the gaps alone, so a leaderboard re-judges stored per-example
+records with the same rule (orchestrator.report).
 """
 from __future__ import annotations
 
@@ -42,6 +53,10 @@ Z_95 = 1.96  # two-sided 95% normal quantile, for the Wilson interval of a black
 # masked. An honest PGD-trained digits model at ε 0.1 leaves Square 0 of 56 survivors in the
 # standard profile, 5 of 67 (7%, interval 3-16%) after PGD-20 alone in quick.
 BLACKBOX_SHARE_MAX = 0.05
+# pyautoattack check_square_sr's alpha: the robust accuracy Square may remove (a fraction of the
+# points) beyond APGD-CE, APGD-T and FAB-T. An honest PGD-trained MNIST model at ε 0.3 on 500
+# points: Square broke 1 and 2 points (0.2%, 0.4%) on two seeds.
+SQUARE_GAIN_MAX = 0.002
 # An ε this large lets the adversary move any image to mid-grey: accuracy must fall to chance.
 LARGE_EPS = {"mnist-like": 0.5, "cifar-like": 64 / 255}
 
@@ -56,6 +71,7 @@ CHECKS = (
     "no_zero_gradients",
     "adv_in_ball",
     *AUTOATTACK_CHECKS,
+    "autoattack_square_gain_small",
 )
 
 
@@ -113,9 +129,9 @@ class Gap:
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         return max(0.0, centre - half), min(1.0, centre + half)
 
-    def masks(self) -> bool:
-        """The share's 95% interval lies above BLACKBOX_SHARE_MAX (see the module docstring)."""
-        return self.interval()[0] > BLACKBOX_SHARE_MAX
+    def above(self, limit: float) -> bool:
+        """The share's whole 95% interval lies above `limit`."""
+        return self.interval()[0] > limit
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,9 @@ class Measurements:
     budget: Paired | None = None  # PGD at the target ε: a = (S steps, R restarts), b = (2S, 2R)
     # Per black-box attack and ε: what it broke of the white-box survivors.
     blackbox_gaps: tuple[Gap, ...] = ()
+    target_eps: float | None = None  # the ε the robust accuracy is reported at; None: judge every ε
+    # What AutoAttack's Square stage broke, of all the points evaluated (its check's gain).
+    autoattack_square: Gap | None = None
     logits_rel_diff: float | None = None  # max |f(x) − f(x)'| / max |f(x)| over two passes
     zero_grad_fraction: float | None = None  # input pixels whose CE gradient is exactly 0
     # Max distance of an x_adv of the package's attacks (AutoAttack, Square) outside its ε-ball or
@@ -146,22 +165,34 @@ class Measurements:
 
 
 def sanity_checks(curve: list[CurvePoint], m: Measurements) -> dict[str, bool | None]:
+    blackbox = blackbox_checks(m.blackbox_gaps, m.autoattack_square, m.target_eps)
     flags: dict[str, bool | None] = {
         "unbounded_eps_breaks_all": _unbounded_breaks_all(m),
         "monotone_in_eps": _monotone_in_eps(curve, m),
         "pgd_le_fgsm": _pgd_le_fgsm(curve),
         "near_chance_at_large_eps": _near_chance(m),
         "more_steps_no_gain": _more_steps_no_gain(m),
-        "whitebox_le_blackbox": _all_or_none(not gap.masks() for gap in m.blackbox_gaps),
+        "whitebox_le_blackbox": blackbox["whitebox_le_blackbox"],
         "deterministic_logits": _at_most(m.logits_rel_diff, LOGITS_RTOL),
         "no_zero_gradients": _at_most(m.zero_grad_fraction, ZERO_GRAD_MAX_FRACTION),
         "adv_in_ball": _at_most(m.ball_excess, BALL_TOL),
         **{name: None if m.autoattack_warned is None else name not in m.autoattack_warned
            for name in AUTOATTACK_CHECKS},
+        "autoattack_square_gain_small": blackbox["autoattack_square_gain_small"],
     }
     ran = [flag for flag in flags.values() if flag is not None]
     flags["trusted"] = all(ran) if ran else None
     return flags
+
+
+def blackbox_checks(gaps: Iterable[Gap], autoattack_square: Gap | None,
+                    target_eps: float | None) -> dict[str, bool | None]:
+    """`whitebox_le_blackbox` on the gaps at ε up to `target_eps`, and
+    `autoattack_square_gain_small` (see the module docstring)."""
+    judged = [gap for gap in gaps if target_eps is None or gap.eps <= target_eps + 1e-9]
+    return {"whitebox_le_blackbox": _all_or_none(not gap.above(BLACKBOX_SHARE_MAX) for gap in judged),
+            "autoattack_square_gain_small": (None if autoattack_square is None
+                                             else not autoattack_square.above(SQUARE_GAIN_MAX))}
 
 
 def gap_metrics(gaps: Iterable[Gap]) -> dict[str, float]:

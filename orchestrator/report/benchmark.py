@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.records import examples, parquet
-from orchestrator.report import draw, html
+from orchestrator.report import blackbox, draw, html
 from orchestrator.report.leaderboard import Estimate, estimate, leaderboard, outcome_matrices
 from search_spaces import SPACES
 
@@ -84,21 +84,26 @@ def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, 
     """The leaderboard's rows: the statistics (report.leaderboard) with each method's chosen
     configuration, costs, sanity flags and paper claim; flagged methods after the sound ones."""
     board = leaderboard(records, target_eps, REFERENCE)
+    rejudged = blackbox.failing_seeds(records, target_eps)
     out = []
     for row in board.to_dict("records"):
         method = row["method"]
         mine = trials[trials["method"] == method] if len(trials) else trials
-        flags = _flags(mine)
+        flags = _flags(mine, rejudged.get(method, {}))
         out.append({**row, **info.get(method, {}), "flags": flags,
                     "claim": _claim(method, claims)})
     return sorted(out, key=lambda r: bool(r["flags"]))  # stable: sound ones keep their order
 
 
-def _flags(trials: pd.DataFrame) -> list[str]:
-    """Why a method's numbers are not to be ranked: a failed sanity check, a collapsed training;
-    each with how many of its seeds it hit, so one bad seed in three does not read as three."""
+def _flags(trials: pd.DataFrame, rejudged: dict[str, int]) -> list[str]:
+    """Why a method's numbers are not to be ranked: a failed sanity check (the black-box ones as
+    re-judged from the records, `rejudged`), a collapsed training; each with how many of its seeds
+    it hit, so one bad seed in three does not read as three."""
+    stored = [column for column in trials.columns if column.startswith("sanity_")
+              and column.removeprefix("sanity_") not in (*blackbox.REJUDGED, "trusted")]
     failed = {column.removeprefix("sanity_"): int((trials[column] == False).sum())  # noqa: E712
-              for column in trials.columns if column.startswith("sanity_") and column != "sanity_trusted"}
+              for column in stored}
+    failed.update(rejudged)
     if "collapsed" in trials:
         failed["collapsed"] = int(trials["collapsed"].fillna(False).astype(bool).sum())
     return [f"{name} ({count}/{len(trials)} seeds)" for name, count in failed.items() if count]

@@ -84,3 +84,13 @@ def _expected(name: str, typed: str, tmp_path: Path):
 
 def type_of(name: str):
     return {"gpus": float, "cpus_per_trial": int, "name": str, "tracking_uri": str, "scheduler": str}[name]
+
+
+def test_every_trial_under_a_results_dir_shares_one_surrogate_folder(tmp_path, monkeypatch):
+    """--results-dir (relative, as typed) lands in each trial's config as an absolute folder for
+    the transfer surrogate: trials run in their own folders, and a benchmark's methods share it."""
+    monkeypatch.chdir(tmp_path)
+    ctx = sweep_command.make_context("sweep", ["standard", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                                               "--results-dir", "out"])
+    request = build_request({"method": "standard", **ctx.params})
+    assert request.base["eval_surrogate_cache"] == str(tmp_path / "out" / "surrogates")

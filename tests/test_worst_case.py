@@ -15,7 +15,8 @@ from trainables.config import ConfigError, EvalConfig, TrialConfig, check_profil
 from trainables.evaluate import Job, evaluate_trial, worst_case
 from trainables.sanity import BLACKBOX_SHARE_MAX
 from trainables.protocol import Protocol_
-from trainables.trial import surrogate_config
+from trainables import trial
+from trainables.trial import surrogate_config, trained_surrogate
 
 from conftest import train_method
 from planted import Quantized, Trapdoor, doors, open_doors
@@ -171,3 +172,24 @@ def test_the_default_surrogate_is_pgd_trained_and_seeded_apart():
     assert surrogate.method == "madry" and surrogate.train.seed != config.train.seed
     assert surrogate.attack.train_steps == 5 and surrogate.eval.target_eps == 0.2
     assert surrogate_config(config.replace(seed=surrogate.train.seed)).train.seed != surrogate.train.seed
+
+
+def test_a_kept_surrogate_is_trained_once_per_folder_and_loaded_the_same(tmp_path, monkeypatch):
+    """The first trial trains the surrogate and keeps its weights; the next (another process:
+    the in-process cache cleared) loads them and trains nothing; another config is not read."""
+    config = surrogate_config(TrialConfig(method="trades").replace(epochs=1, train_steps=2, threads=1))
+    trained_surrogate.cache_clear()
+    first = {k: v.clone() for k, v in trained_surrogate(config, str(tmp_path)).state_dict().items()}
+    assert len(list(tmp_path.glob("surrogate-madry-*.pt"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(trial, "train_one_epoch", no_training)
+    trained_surrogate.cache_clear()
+    loaded = trained_surrogate(config, str(tmp_path)).state_dict()
+    assert all(torch.equal(first[k], loaded[k]) for k in first)
+    trained_surrogate.cache_clear()
+    with pytest.raises(AssertionError, match="trained again"):
+        trained_surrogate(config.replace(epochs=2), str(tmp_path))
+    trained_surrogate.cache_clear()

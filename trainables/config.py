@@ -88,6 +88,9 @@ class EvalConfig:
     # False: the trial never reads the test split (a benchmark's search: what it selects on is the
     # strong validation attack); its last epoch reports validation numbers only.
     evaluate_test: bool = True
+    # A folder where the transfer attack's surrogate is kept once trained, for every trial of the
+    # sweep (a sweep sets <results-dir>/surrogates); "": each trial process trains its own.
+    eval_surrogate_cache: str = ""
 
     def __post_init__(self) -> None:
         check_profile(self.eval_profile)

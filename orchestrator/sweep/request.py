@@ -181,6 +181,8 @@ def _trial_config(s: dict[str, Any], tracking_uri: str) -> tuple[dict[str, Any],
         raise BadInput(str(error)) from None
     if base["data_dir"]:  # a trial runs in its own folder, not this one
         base["data_dir"] = os.path.abspath(base["data_dir"])
+    # One transfer surrogate for every trial under --results-dir (a benchmark's methods too).
+    base["eval_surrogate_cache"] = os.path.abspath(os.path.join(s["results_dir"], "surrogates"))
     return base, fixed, data.family
 
 

@@ -134,7 +134,7 @@ def reevaluate(state: dict[str, Any], profile: str, examples: int,
     surrogate = None
     if profile != "quick":
         surrogate = (restore(surrogate_state)[1].eval() if surrogate_state is not None
-                     else trained_surrogate(surrogate_config(config)))
+                     else trained_surrogate(surrogate_config(config), config.eval.eval_surrogate_cache))
     evaluation = evaluate_trial(method, data.test, protocol, eval_cfg, data.family, surrogate, say=say_progress)
     return evaluation, protocol.target_eps
 

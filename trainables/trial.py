@@ -273,8 +273,11 @@ def trained_surrogate(config: TrialConfig, cache_dir: str = "") -> nn.Module:
         surrogate = build_method(config, dataset, device)
         kept = _surrogate_file(config, cache_dir)
         if kept is not None and kept.is_file():
+            say_progress(f"the transfer attack's surrogate: loaded from {kept}")
             surrogate.model.load_state_dict(torch.load(kept, map_location=device, weights_only=True))
             return surrogate.model.eval()
+        say_progress(f"the transfer attack's surrogate: training a {config.method} model for "
+                     f"{config.train.epochs} epochs" + (f" (kept in {kept.parent})" if kept else ""))
         train_split = ResidentSplit.of(dataset.train, device)
         for epoch in range(config.train.epochs):
             train_one_epoch(surrogate, train_split, config.train.batch_size,

@@ -87,7 +87,8 @@ SWEEP = (
            help="GPUs per trial; fractions (0.5, 0.25) share a GPU."),
     Option("cpus_per_trial", "--cpus-per-trial", None, type=int, to="config:threads", minimum=1,
            help="CPU cores (and torch threads) per trial. Default: on this machine, its cores shared "
-                "by the trials that run at once (a lone trial gets them all); 1 on a cluster."),
+                "by the trials that run at once (a lone trial gets them all; seeds of one configuration "
+                "that outnumber the cores all run at once, one thread each); 1 on a cluster."),
     Option("name", "--name", None, to="request:name",
            help="Sweep name (folder under --results-dir, MLflow parent run). Default: METHOD-YYYYmmdd-HHMMSS."),
     Option("results_dir", "--results-dir", "./results", to="request:results_dir",

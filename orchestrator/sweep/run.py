@@ -173,7 +173,8 @@ def _log_search_space(client, parent_id: str, request: SweepRequest) -> None:
 
 
 def _trainable(request: SweepRequest):
-    resources = {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial if request.gpus else 0}
+    cpus = request.cpu_share if request.cpu_share is not None else request.cpus_per_trial
+    resources = {"cpu": cpus, "gpu": request.gpus_per_trial if request.gpus else 0}
     return tune.with_resources(
         tune.with_parameters(trainable, base=request.base, checkpoint_every_s=request.checkpoint_every_s),
         resources)

@@ -122,7 +122,11 @@ def reproduce(preset: str, methods: str | None, model: str | None, epochs: int |
 @click.option("--test-examples", default=None, type=int,
               help="The first T test points, the same for every method (0: the whole test split; default: the preset's).")
 @shared("data_dir", "gpus", "gpus_per_trial", "cpus_per_trial", "address", "seed", "name", "results_dir",
-        "tracking_uri", "resume", name={"help": "Folder under --results-dir. Default: benchmark-PRESET-YYYYmmdd-HHMMSS."},
+        "tracking_uri", "surrogate_cache", "resume",
+        name={"help": "Folder under --results-dir. Default: benchmark-PRESET-YYYYmmdd-HHMMSS."},
+        surrogate_cache={"help": "Folder where the transfer attack's surrogate is kept once trained. Default: "
+                                 "RESULTS_DIR/surrogates, shared by every benchmark there (run one method at a "
+                                 "time, the methods train it once)."},
         seed={"help": "Seed of every search (its fresh seeds are SEED+1, SEED+2, ...)."},
         resume={"help": "Continue benchmark --name: finished searches and seeds are kept, an interrupted "
                         "sweep continues from its checkpoints."})
@@ -154,7 +158,8 @@ def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int |
     if settings.needs_data_dir and given["data_dir"] is None:
         raise BadInput(f"preset {preset} needs --data-dir (the .npz file of the digits)")
     root = campaign.campaign_root(results_dir, name, f"benchmark-{preset}", resume)
-    given = {**given, "tracking_uri": tracking_uri or default_tracking_uri()}
+    given = {**given, "tracking_uri": tracking_uri or default_tracking_uri(),
+             "surrogate_cache": given["surrogate_cache"] or str(Path(results_dir) / "surrogates")}
     if not resume:  # every search checked (data, cluster, tracking) before anything is written
         campaign.plan((stages.search_dir(root, m), lambda m=m: stages.search_settings(settings, m, root, given))
                       for m in chosen)

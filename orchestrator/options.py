@@ -93,6 +93,10 @@ SWEEP = (
            help="Sweep name (folder under --results-dir, MLflow parent run). Default: METHOD-YYYYmmdd-HHMMSS."),
     Option("results_dir", "--results-dir", "./results", to="request:results_dir",
            help="Where sweep folders (Parquet, Ray checkpoints) are written."),
+    Option("surrogate_cache", "--surrogate-cache", None, to="config:eval_surrogate_cache",
+           help="Folder where the transfer attack's surrogate (a PGD-trained model, standard and full "
+                "profiles) is kept once trained and loaded by every later trial of the same setup. "
+                "Default: RESULTS_DIR/surrogates."),
     Option("tracking_uri", "--tracking-uri", None, to="request:tracking_uri",
            help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."),
     Option("seed", "--seed", 0, to="config:seed",

@@ -26,6 +26,7 @@ EXAMPLES = {
     "cpus_per_trial": ["--cpus-per-trial", "1"],
     "name": ["--name", "walked"],
     "results_dir": ["--results-dir", "TMP/elsewhere"],
+    "surrogate_cache": ["--surrogate-cache", "kept"],
     "tracking_uri": ["--tracking-uri", "sqlite:///TMP/other.db"],
     "seed": ["--seed", "5"],
     "sets": ["--set", "lr=0.002"],
@@ -74,6 +75,7 @@ def _expected(name: str, typed: str, tmp_path: Path):
     special = {
         "dataset": "npz", "compile_model": True, "sets": {"lr": 0.002},
         "data_dir": str(tmp_path / "data" / "mnist.npz"),  # absolute: trials run elsewhere
+        "surrogate_cache": str(tmp_path / "kept"),
         "results_dir": Path(typed), "storage": typed,
     }
     if name in special:

@@ -3,6 +3,8 @@ attacks included, at every ε' <= ε; AutoAttack is AutoAttack alone; checks tha
 planted cases use a Trapdoor model: a point only a planted attack can break."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -180,7 +182,7 @@ def test_a_kept_surrogate_is_trained_once_per_folder_and_loaded_the_same(tmp_pat
     config = surrogate_config(TrialConfig(method="trades").replace(epochs=1, train_steps=2, threads=1))
     trained_surrogate.cache_clear()
     first = {k: v.clone() for k, v in trained_surrogate(config, str(tmp_path)).state_dict().items()}
-    assert len(list(tmp_path.glob("surrogate-madry-*.pt"))) == 1
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".lock", ".pt"]  # no torn .partial left
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
@@ -193,3 +195,16 @@ def test_a_kept_surrogate_is_trained_once_per_folder_and_loaded_the_same(tmp_pat
     with pytest.raises(AssertionError, match="trained again"):
         trained_surrogate(config.replace(epochs=2), str(tmp_path))
     trained_surrogate.cache_clear()
+
+
+def test_trials_that_need_the_surrogate_at_once_train_it_once(tmp_path):
+    """Two processes (a benchmark's fresh seeds end their training together): one trains and
+    keeps the surrogate, the other waits for it and loads it."""
+    code = ("import sys; from trainables.config import TrialConfig; "
+            "from trainables.trial import surrogate_config, trained_surrogate; "
+            "c = surrogate_config(TrialConfig(method='trades').replace(epochs=2, train_steps=2, threads=1)); "
+            "trained_surrogate(c, sys.argv[1])")
+    runs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    said = sorted(run.communicate(timeout=300)[0].strip().split(": ")[-1].split(" ")[0] for run in runs)
+    assert said == ["loaded", "training"] and all(run.returncode == 0 for run in runs)

@@ -6,6 +6,7 @@ robustness curve. Given the state of an earlier report it resumes after that epo
 """
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -263,15 +264,25 @@ def trained_surrogate(config: TrialConfig, cache_dir: str = "") -> nn.Module:
     trials of a sweep that a reused actor runs share it. With `cache_dir`, trained once per
     folder: its weights are kept there under a hash of `config` and loaded by the next trial
     (every fresh seed of a benchmark evaluates against the same surrogate, which costs as much as
-    a madry training: on mnist-cpu about 16 of a seed's 63 evaluation CPU-minutes). Trained in a forked
-    random state, so the trial's own stream is untouched; returned as its base classifier in eval
-    mode."""
+    a madry training: on mnist-cpu about 16 of a seed's 63 evaluation CPU-minutes); trials that
+    need it at once wait for the one that trains it. Returned as its base classifier in eval mode."""
+    kept = _surrogate_file(config, cache_dir)
+    if kept is None:
+        return _surrogate(config, None)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with open(kept.with_name(kept.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        return _surrogate(config, kept)
+
+
+def _surrogate(config: TrialConfig, kept: Path | None) -> nn.Module:
+    """Loaded from `kept` if it is there, else trained (in a forked random state, so the trial's
+    own stream is untouched) and kept there."""
     device = pick_device(config.train.device)
     dataset = load_dataset(config.data)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.train.seed)
         surrogate = build_method(config, dataset, device)
-        kept = _surrogate_file(config, cache_dir)
         if kept is not None and kept.is_file():
             say_progress(f"the transfer attack's surrogate: loaded from {kept}")
             surrogate.model.load_state_dict(torch.load(kept, map_location=device, weights_only=True))
@@ -283,7 +294,6 @@ def trained_surrogate(config: TrialConfig, cache_dir: str = "") -> nn.Module:
             train_one_epoch(surrogate, train_split, config.train.batch_size,
                             shuffle(config.train.seed, epoch), augments(config.train, dataset.family))
     if kept is not None:
-        kept.parent.mkdir(parents=True, exist_ok=True)
         partial = kept.with_name(f"{kept.name}.{os.getpid()}.partial")
         torch.save(surrogate.model.state_dict(), partial)
         os.replace(partial, kept)  # whole or absent: a trial killed mid-write leaves no torn file

@@ -176,6 +176,9 @@ def _trial_config(s: dict[str, Any], tracking_uri: str) -> tuple[dict[str, Any],
         if kind == "config":
             flat[key] = s[option.name]
     flat["data_dir"] = s["data_dir"] or ""  # errors below name the path as it was typed
+    # One transfer surrogate for every trial under --results-dir, unless --surrogate-cache says;
+    # absolute, as a trial runs in its own folder.
+    flat["eval_surrogate_cache"] = os.path.abspath(s["surrogate_cache"] or os.path.join(s["results_dir"], "surrogates"))
     try:
         fixed = parse_sets(tuple(s["sets"]), method)
         check_fixed(method, DATASETS.get(dataset)[1], fixed)
@@ -190,8 +193,6 @@ def _trial_config(s: dict[str, Any], tracking_uri: str) -> tuple[dict[str, Any],
         raise BadInput(str(error)) from None
     if base["data_dir"]:  # a trial runs in its own folder, not this one
         base["data_dir"] = os.path.abspath(base["data_dir"])
-    # One transfer surrogate for every trial under --results-dir (a benchmark's methods too).
-    base["eval_surrogate_cache"] = os.path.abspath(os.path.join(s["results_dir"], "surrogates"))
     return base, fixed, data.family
 
 

@@ -54,7 +54,8 @@ def sweep(method: str, **given) -> None:
     request = build_request(settings, saved)
     started = time.time()
     click.echo(f"[orch] {'resuming sweep' if saved else 'sweep'} {request.name}: {request.method} on "
-               f"{request.base['dataset']}, {request.trials} trials x {request.base['epochs']} epochs, "
+               f"{request.base['dataset']}, {request.trials} trials"
+               f"{f' x {request.seeds} seeds' if request.seeds > 1 else ''} x {request.base['epochs']} epochs, "
                f"scheduler {request.scheduler}")
     click.echo(f"[orch] {request.resources_line}")
     rows = run_or_exit(request)

@@ -153,7 +153,8 @@ LEGEND = ("Test accuracy in %, mean over seeds and test points, at the target ε
           "same seed index) with its 95% interval and McNemar's exact p; better/worse only when the "
           "interval excludes 0 and p < 0.05. Rows are ordered by mean worst case; an order within "
           "'not distinguishable' is not a ranking. A flagged method (a failed sanity check, a "
-          "collapsed training) is listed last and not ranked. Costs: CPU-seconds of the trial "
+          "collapsed training) is listed last and not ranked; the black-box checks (whitebox_le_blackbox, "
+          "autoattack_square_gain_small) are judged here from the records, at ε up to the target. Costs: CPU-seconds of the trial "
           "processes. Paper's claim: its own model and protocol, not comparable with these numbers.")
 
 

@@ -34,6 +34,19 @@ def test_resuming_from_a_reported_state_continues_exactly(method):
     assert [m["epoch"] for m, _ in resumed.reports] == [2]  # epoch 1 is not trained again
     assert resumed.reports[-1][0]["loss"] == pytest.approx(whole.reports[-1][0]["loss"], rel=1e-5)
     assert resumed.reports[-1][0]["test_clean_acc"] == pytest.approx(whole.reports[-1][0]["test_clean_acc"])
+    assert crashed.reports[0][1]["train_cpu_s"] > 0
+
+
+def test_a_resumed_trial_counts_the_training_cpu_of_its_earlier_runs():
+    """train_cpu_s is the whole training's, not the last run's: a checkpoint carries it (here
+    planted large, so the resumed run's own seconds cannot pass for it)."""
+    config = TrialConfig.from_flat({"method": "madry", **SMALL})
+    crashed = Recorder(crash_after=1)
+    with pytest.raises(Crash):
+        run_trial(config, crashed)
+    resumed = Recorder()
+    run_trial(config, resumed, resume={**crashed.reports[0][1], "train_cpu_s": 1e6})
+    assert 1e6 < resumed.reports[-1][0]["train_cpu_s"] < 1e6 + 600
 
 
 def test_er_detector_reports_table_4_metrics_when_enabled():

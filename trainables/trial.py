@@ -148,9 +148,11 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
 
     first_epoch, history, best = 0, [], BestEpoch()
     keep_best = config.eval.final_checkpoint == "best"
+    carried_cpu = 0.0  # training CPU-seconds of the runs this one continues (train_cpu_s is the whole)
     if resume is not None:
         method.load_state(resume["method"])
         first_epoch, history = resume["epoch"], list(resume["history"])
+        carried_cpu = resume.get("train_cpu_s", 0.0)  # absent in checkpoints written before it was kept
         torch.set_rng_state(resume["torch_rng"])
         best = BestEpoch.from_state(resume["best"]) if keep_best else best
 
@@ -178,7 +180,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
                 config.eval.val_strong_restarts)
             history[-1].update({STRONG_METRIC: metrics[STRONG_METRIC], SEARCH_METRIC: metrics[SEARCH_METRIC]})
             trained_cpu = time.process_time()
-            metrics.update(train_cpu_s=trained_cpu - started_cpu, target_eps=protocol.target_eps,
+            metrics.update(train_cpu_s=carried_cpu + trained_cpu - started_cpu, target_eps=protocol.target_eps,
                            final_checkpoint=config.eval.final_checkpoint, evaluated_epoch=evaluated_epoch,
                            collapsed=collapsed(history, data.num_classes))
             if config.eval.evaluate_test:
@@ -190,7 +192,8 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         if reporter is not None:
             # After the last epoch `method` holds the evaluated weights, so the trial's final
             # checkpoint is the model its numbers belong to.
-            reporter.report(metrics, _state(config, method, epoch, history, best, keep_best))
+            spent = carried_cpu + time.process_time() - started_cpu
+            reporter.report(metrics, _state(config, method, epoch, history, best, keep_best, spent))
     if result is None:  # resumed after its last epoch: `method` holds the weights evaluated then
         evaluated_epoch = best.epoch if keep_best else len(history)
         result = (final_evaluation(config, method, data, protocol, history, evaluated_epoch) if config.eval.evaluate_test
@@ -218,10 +221,11 @@ def test_metrics(result: TrialResult, extra: dict[str, float]) -> dict[str, Any]
 
 
 def _state(config: TrialConfig, method: Method, epoch: int, history: list[dict[str, Any]], best: BestEpoch,
-           keep_best: bool) -> dict[str, Any]:
-    """What a checkpoint holds: enough to continue the trial after `epoch` (0-based)."""
+           keep_best: bool, train_cpu_s: float) -> dict[str, Any]:
+    """What a checkpoint holds: enough to continue the trial after `epoch` (0-based), and the
+    training CPU-seconds spent so far, so a resumed trial's train_cpu_s counts every run of it."""
     state = {"method": method.state(), "epoch": epoch + 1, "history": history,
-             "torch_rng": torch.get_rng_state(), "config": config.to_flat()}
+             "torch_rng": torch.get_rng_state(), "config": config.to_flat(), "train_cpu_s": train_cpu_s}
     if keep_best:
         state["best"] = best.state()
     return state

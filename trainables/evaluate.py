@@ -52,8 +52,7 @@ from trainables.attacks.autoattack import autoattack_cascade
 from trainables.config import PROFILES, EvalConfig, check_profile
 from trainables.data import Split
 from trainables.protocol import CurvePoint, Protocol_
-from trainables.outcomes import (Job, blackbox_gaps, fraction, pad, per_example, square_stage_gain, worst_at,
-                                 worst_case)
+from trainables.outcomes import Job, blackbox_gaps, fraction, pad, per_example, square_stage_gain, worst_at, worst_case
 from trainables.sanity import BALL_TOL, LARGE_EPS, Measurements, Paired, sanity_checks
 
 # Profiles without AutoAttack: their robust accuracy is an upper bound, labelled so wherever shown.
@@ -101,8 +100,7 @@ def accuracy(net: nn.Module, split: Split, batch_size: int = 512) -> float:
         return _correct_all(net, split, batch_size).float().mean().item()
 
 
-def pgd_accuracy(net: nn.Module, split: Split, eps: float, steps: int,
-                 restarts: int = 1, batch_size: int = 512) -> float:
+def pgd_accuracy(net: nn.Module, split: Split, eps: float, steps: int, restarts: int = 1, batch_size: int = 512) -> float:
     settings = AttackSettings(steps=steps, restarts=restarts)
     return _Attacker(net, net, Budgets.uniform(settings), batch_size).accuracy(Job("pgd", eps), split)
 
@@ -291,8 +289,7 @@ class _Attacker:
             stages[Job(stage, job.eps, role="autoattack")] = survived
         return still_correct, stages
 
-    def _score(self, job: Job, x_adv: torch.Tensor, x: torch.Tensor,
-               y: torch.Tensor) -> torch.Tensor:
+    def _score(self, job: Job, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         attack = ATTACKS.get(job.attack)
         excess = ball_excess(x_adv, x, attack.norm, job.eps)
         largest = self.excess.get(attack.projects)
@@ -348,8 +345,7 @@ class _Attacker:
             large_eps_acc=fraction(role["large"]) if "large" in role else None,
             budget=Paired.of(role["usual"], role["doubled"]),
             blackbox_gaps=blackbox_gaps({**results, **found}, clean),
-            target_eps=target_eps,
-            autoattack_square=square_stage_gain(results, target_eps),
+            target_eps=target_eps, autoattack_square=square_stage_gain(results, target_eps),
             logits_rel_diff=self._logits_rel_diff(subset) if self.settings.eot == 1 else None,
             zero_grad_fraction=self._zero_grad_fraction(subset),
             ball_excess=self.excess[False].item() if False in self.excess else None,

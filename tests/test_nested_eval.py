@@ -81,7 +81,7 @@ def test_autoattack_runs_alone_on_every_clean_correct_point(linear, two_digits, 
     the worst case still counts what the other attacks found."""
     seen = []
 
-    def finds_nothing(net, x, y, eps, version, seed, batch_size):
+    def finds_nothing(net, x, y, eps, version, seed, batch_size, **progress):
         seen.append(len(x))
         return AutoAttackRun(x.clone(), {"apgd-ce": torch.zeros(len(x), dtype=torch.bool)},
                              frozenset())

@@ -90,9 +90,11 @@ def type_of(name: str):
 
 def test_every_trial_under_a_results_dir_shares_one_surrogate_folder(tmp_path, monkeypatch):
     """--results-dir (relative, as typed) lands in each trial's config as an absolute folder for
-    the transfer surrogate: trials run in their own folders, and a benchmark's methods share it."""
+    the transfer surrogate: trials run in their own folders, and a benchmark's methods share it.
+    An interrupted final evaluation's attacks are kept in the sweep's own folder."""
     monkeypatch.chdir(tmp_path)
     ctx = sweep_command.make_context("sweep", ["standard", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-                                               "--results-dir", "out"])
+                                               "--results-dir", "out", "--name", "s1"])
     request = build_request({"method": "standard", **ctx.params})
     assert request.base["eval_surrogate_cache"] == str(tmp_path / "out" / "surrogates")
+    assert request.base["eval_progress_dir"] == str(tmp_path / "out" / "s1" / "evaluations")

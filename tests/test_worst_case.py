@@ -44,7 +44,7 @@ def trapdoor(digits) -> Trapdoor:
 def planted_autoattack(stage: str | None):
     """An AutoAttack whose `stage` opens every door (None: finds nothing)."""
 
-    def run(net, x, y, eps, version, seed, batch_size):
+    def run(net, x, y, eps, version, seed, batch_size, **progress):
         x_adv = open_doors(net, x, eps) if stage else x.clone()
         broken = ~(net(x_adv).argmax(1) == y)
         return AutoAttackRun(x_adv, {s: broken if s == stage else torch.zeros_like(broken)

@@ -91,6 +91,10 @@ class EvalConfig:
     # A folder where the transfer attack's surrogate is kept once trained, for every trial of the
     # sweep (a sweep sets <results-dir>/surrogates); "": each trial process trains its own.
     eval_surrogate_cache: str = ""
+    # A folder where the final evaluation keeps each attack it finished (trainables.kept_attacks),
+    # so a trial killed during it continues from there (a sweep sets <its folder>/evaluations);
+    # "": nothing kept.
+    eval_progress_dir: str = ""
 
     def __post_init__(self) -> None:
         check_profile(self.eval_profile)

@@ -51,6 +51,7 @@ from trainables.attacks import (
 from trainables.attacks.autoattack import autoattack_cascade
 from trainables.config import PROFILES, EvalConfig, check_profile
 from trainables.data import Split
+from trainables.kept_attacks import KeptAttacks, random_state, set_random_state
 from trainables.protocol import CurvePoint, Protocol_
 from trainables.outcomes import Job, blackbox_gaps, fraction, pad, per_example, square_stage_gain, worst_at, worst_case
 from trainables.sanity import BALL_TOL, LARGE_EPS, Measurements, Paired, sanity_checks
@@ -125,7 +126,10 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
     # own random stream is left as it was.
     with torch.random.fork_rng(devices=devices), eval_mode(method):
         torch.manual_seed(EVAL_SEED)
-        attacker = _Attacker(method, base, budgets, say=say)
+        kept = KeptAttacks.of(eval_cfg.eval_progress_dir, (method, surrogate), (split.x, split.y),
+                              [jobs, budgets, replace(eval_cfg, eval_progress_dir="", eval_surrogate_cache=""),
+                               protocol, family, EVAL_SEED])
+        attacker = _Attacker(method, base, budgets, say=say, kept=kept)
         clean, results = attacker.run(jobs, split, nested=eval_cfg.eval_nested)
         if say is not None:
             say("sanity measurements (unnested, doubled and unbounded PGD, black-box Square)")
@@ -221,8 +225,10 @@ class _Attacker:
     `adv_in_ball` check judges; and the names of AutoAttack's own checks that warned."""
 
     def __init__(self, method: nn.Module, base: nn.Module | None, budgets: Budgets,
-                 batch_size: int = 512, say: Callable[[str], None] | None = None):
+                 batch_size: int = 512, say: Callable[[str], None] | None = None,
+                 kept: KeptAttacks = KeptAttacks(None)):
         self.method, self.base, self.budgets, self.batch_size, self.say = method, base, budgets, batch_size, say
+        self.kept = kept  # the attacks an interrupted run of this evaluation finished
         self.settings = budgets.strong  # the sanity measurements' reference budget
         self.excess: dict[bool, torch.Tensor] = {}  # projects -> largest excess
         self.autoattack_warned: frozenset[str] | None = None  # None: AutoAttack did not run
@@ -244,19 +250,37 @@ class _Attacker:
             series = (job.attack, job.path)
             fooled_before = fooled.get(series, torch.zeros_like(clean))
             candidates = clean & ~fooled_before if nested else clean
-            started = time.monotonic()
-            if job.attack == "autoattack" and job.path == "predict":
-                results[job], stages = self.autoattack(job, split, candidates)
-                results.update(stages)
+            started, name = time.monotonic(), f"{done:03d}-{job.attack}-{job.path}-{job.eps:g}"
+            finished = self.kept.load(name)
+            if finished is not None:  # by the run this one continues: its results, then its state
+                found = finished["found"]
+                self._restore(finished["state"])
+            elif job.attack == "autoattack" and job.path == "predict":
+                found = self.autoattack(job, split, candidates, name)
             else:
-                results[job] = self.correct_under(job, split, candidates)
+                found = {job: self.correct_under(job, split, candidates)}
+            if finished is None:
+                self.kept.save(name, {"found": found, "state": self._state()})
+            results.update(found)
             fooled[series] = fooled_before | (clean & ~results[job])
             if self.say is not None:
                 path = " (crafted on the base classifier)" if job.path == "base" else ""
                 self.say(f"attack {done}/{len(jobs)}: {job.attack}{path} at ε {job.eps:.4g}: "
                          f"{int(results[job].sum())} of {int(candidates.sum())} attacked points still correct "
-                         f"({time.monotonic() - started:.0f} s)")
+                         + ("(finished by the interrupted run)" if finished is not None
+                            else f"({time.monotonic() - started:.0f} s)"))
         return clean, results
+
+    def _state(self) -> dict[str, Any]:
+        """What the attacks after this point depend on besides their inputs; kept with each
+        finished attack (trainables.kept_attacks)."""
+        return {"random": random_state(), "excess": dict(self.excess), "autoattack_warned": self.autoattack_warned}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        set_random_state(state["random"])
+        device = next(self.method.parameters()).device
+        self.excess = {projects: excess.to(device) for projects, excess in state["excess"].items()}
+        self.autoattack_warned = state["autoattack_warned"]
 
     def correct_under(self, job: Job, split: Split, candidates: torch.Tensor,
                       settings: AttackSettings | None = None) -> torch.Tensor:
@@ -271,23 +295,40 @@ class _Attacker:
             still_correct[idx] = self._score(job, x_adv, x, y)
         return still_correct
 
-    def autoattack(self, job: Job, split: Split,
-                   candidates: torch.Tensor) -> tuple[torch.Tensor, dict[Job, torch.Tensor]]:
-        """AutoAttack as published on all the candidates: per example still correct, and per
-        stage of its cascade (role "autoattack") the examples that stage did not break."""
+    def autoattack(self, job: Job, split: Split, candidates: torch.Tensor, name: str) -> dict[Job, torch.Tensor]:
+        """AutoAttack as published on all the candidates: per example still correct (`job`),
+        and per stage of its cascade (role "autoattack") the examples that stage did not break.
+        Where the cascade stands is kept after each stage, under `name`."""
         settings = self.budgets.at(job)
         idx = candidates.nonzero().squeeze(1)
+        kept = self.kept.load(f"{name}-stages")
+        if kept is not None and self.say is not None:
+            self.say(f"autoattack at ε {job.eps:.4g}: {', '.join(kept['broken_by'])} finished by the interrupted run")
         run = autoattack_cascade(self.method, split.x[idx], split.y[idx], job.eps,
-                                 settings.autoattack_version, settings.seed, self.batch_size)
+                                 settings.autoattack_version, settings.seed, self.batch_size,
+                                 continue_from=kept, after_stage=self._stage_done(job, name))
         self.autoattack_warned = (self.autoattack_warned or frozenset()) | run.warned
-        still_correct = torch.zeros_like(candidates)
-        still_correct[idx] = self._score(job, run.x_adv, split.x[idx], split.y[idx])
-        stages = {}
+        found = {job: torch.zeros_like(candidates)}
+        found[job][idx] = self._score(job, run.x_adv, split.x[idx], split.y[idx])
         for stage, broken in run.broken_by.items():
             survived = torch.ones_like(candidates)
             survived[idx] = ~broken
-            stages[Job(stage, job.eps, role="autoattack")] = survived
-        return still_correct, stages
+            found[Job(stage, job.eps, role="autoattack")] = survived
+        return found
+
+    def _stage_done(self, job: Job, name: str) -> Callable[[str, dict[str, Any]], None]:
+        """Keeps where AutoAttack's cascade stands after a stage, and says what the stage did."""
+        started = time.monotonic()
+
+        def done(stage: str, state: dict[str, Any]) -> None:
+            nonlocal started
+            self.kept.save(f"{name}-stages", state)
+            if self.say is not None:
+                self.say(f"autoattack at ε {job.eps:.4g}, {stage}: broke {int(state['broken_by'][stage].sum())}, "
+                         f"{int(state['robust'].sum())} points still correct ({time.monotonic() - started:.0f} s)")
+            started = time.monotonic()
+
+        return done
 
     def _score(self, job: Job, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         attack = ATTACKS.get(job.attack)

@@ -151,6 +151,8 @@ def build_request(settings: dict[str, Any], saved: SavedSweep | None = None) -> 
         _check_tune_state(s["storage"], sweep_dir, name)
     tracking_uri = s["tracking_uri"] or default_tracking_uri()
     base, fixed, family = _trial_config(s, tracking_uri)
+    # A trial killed during its final evaluation continues from the attacks it finished.
+    base["eval_progress_dir"] = os.path.abspath(sweep_dir / "evaluations")
     address, gpus, storage, where = _placement(s["address"], s["gpus"], s["gpus_per_trial"], s["cpus_per_trial"],
                                                s["storage"], sweep_dir, name, saved is not None)
     return SweepRequest(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from pyautoattack import AutoAttack
@@ -102,20 +102,28 @@ def apgd(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, loss: str
 
 def autoattack_cascade(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                        version: str = "standard", seed: int = 0, batch_size: int = 512,
-                       stages: tuple[str, ...] | None = None) -> AutoAttackRun:
+                       stages: tuple[str, ...] | None = None, continue_from: dict[str, Any] | None = None,
+                       after_stage: Callable[[str, dict[str, Any]], None] | None = None) -> AutoAttackRun:
     """AutoAttack `version` as published, stage by stage on the points still robust (see the
     module docstring); robustness is judged on `net`, as the package does. `stages` keeps only
-    those of the version's sub-attacks (one of them: that sub-attack alone)."""
+    those of the version's sub-attacks (one of them: that sub-attack alone).
+
+    `after_stage(stage, state)` is told where the cascade stands after each stage, and
+    `continue_from` takes such a state (of the same inputs) to run only the stages after it:
+    each stage seeds its own random state, so the result is the uninterrupted cascade's."""
     devices = [x.device] if x.device.type == "cuda" else []
-    with eval_mode(net), torch.random.fork_rng(devices=devices), _logged_warnings() as messages:
+    state = continue_from or {"x_adv": x.detach().clone(), "robust": None, "broken_by": {}, "messages": []}
+    with eval_mode(net), torch.random.fork_rng(devices=devices), _logged_warnings(state["messages"]) as messages:
         model = _InputGradOnly(net)
         adversary = AutoAttack(model, eps=eps, norm="Linf", version=version, seed=seed,
                                device=x.device)
         adversary.verbose = False
         _fit_targets(adversary, num_classes=_num_classes(model, x))
-        x_adv, robust = x.detach().clone(), _predicts(model, x, y, batch_size)
-        broken_by = {}
+        x_adv, broken_by = state["x_adv"].to(x.device), dict(state["broken_by"])
+        robust = _predicts(model, x, y, batch_size) if state["robust"] is None else state["robust"].to(x.device)
         for stage in [a for a in adversary.attacks_to_run if stages is None or a in stages]:
+            if stage in broken_by:  # run before the cascade was interrupted
+                continue
             idx = robust.nonzero().squeeze(1)
             broken_by[stage] = torch.zeros_like(robust)
             if len(idx):
@@ -124,15 +132,19 @@ def autoattack_cascade(net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: fl
                 fooled = ~_predicts(model, stage_adv, y[idx], batch_size)
                 x_adv[idx[fooled]] = stage_adv.detach()[fooled]
                 broken_by[stage][idx[fooled]], robust[idx[fooled]] = True, False
+            if after_stage is not None:
+                after_stage(stage, {"x_adv": x_adv, "robust": robust, "broken_by": broken_by,
+                                    "messages": list(messages)})
     warned = frozenset(name for name, phrase in AUTOATTACK_CHECKS.items()
                        if any(phrase in message for message in messages))
     return AutoAttackRun(x_adv, broken_by, warned)
 
 
 @contextmanager
-def _logged_warnings() -> Iterator[list[str]]:
-    """The warnings the package's logger emits inside the block (its checks report only there)."""
-    logger, handler = logging.getLogger(PACKAGE_LOGGER), _Collect()
+def _logged_warnings(before: list[str]) -> Iterator[list[str]]:
+    """`before`, then the warnings the package's logger emits inside the block (its checks report
+    only there)."""
+    logger, handler = logging.getLogger(PACKAGE_LOGGER), _Collect(before)
     logger.addHandler(handler)
     try:
         yield handler.messages
@@ -141,9 +153,9 @@ def _logged_warnings() -> Iterator[list[str]]:
 
 
 class _Collect(logging.Handler):
-    def __init__(self):
+    def __init__(self, before: list[str]):
         super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+        self.messages: list[str] = list(before)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())

@@ -1,0 +1,81 @@
+"""The attacks of a final evaluation that finished, kept on disk so that a trial killed during
+its evaluation continues where it stopped instead of attacking again from the first ε (on
+mnist-cpu an evaluation takes over an hour, most of it AutoAttack).
+
+An evaluation is a fixed sequence of attacks (`trainables.evaluate.plan`); what each one found
+and the evaluation's state after it (the random state the next attack starts from, the largest
+ball excess so far, AutoAttack's warnings) are kept under the attack's place in the sequence, and
+AutoAttack's cascade also after each of its stages. Restoring that state makes the continued
+evaluation compute exactly what the uninterrupted one would have.
+
+The folder is named by a hash of everything the results depend on (the weights attacked, the
+test points, the attack plan and budgets, the surrogate's weights), so a different model or
+evaluation never reads another's results.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+
+class KeptAttacks:
+    """One evaluation's folder of finished attacks; `folder=None` keeps nothing."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+
+    @classmethod
+    def of(cls, root: str, nets: Iterable[nn.Module | None], tensors: Iterable[torch.Tensor],
+           plan: Any) -> "KeptAttacks":
+        """The folder under `root` ("": none) for attacking `nets` (the method, its surrogate)
+        on `tensors` (the test points and labels) with `plan` (anything `repr` describes fully:
+        the jobs, budgets and settings)."""
+        if not root:
+            return cls(None)
+        sha = hashlib.sha256(json.dumps(plan, sort_keys=True, default=repr).encode())
+        for net in nets:
+            for name, value in sorted(net.state_dict().items()) if net is not None else ():
+                sha.update(name.encode())
+                sha.update(_bytes(value))
+        for tensor in tensors:
+            sha.update(_bytes(tensor))
+        return cls(Path(root) / sha.hexdigest()[:16])
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        """What `save(name, ...)` kept, or None."""
+        if self.folder is None or not (self.folder / f"{name}.pt").is_file():
+            return None
+        return torch.load(self.folder / f"{name}.pt", map_location="cpu", weights_only=False)
+
+    def save(self, name: str, kept: dict[str, Any]) -> None:
+        """Whole or absent: a process killed mid-write leaves no torn file."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = self.folder / f"{name}.pt.{os.getpid()}.partial"
+        torch.save(kept, partial)
+        os.replace(partial, self.folder / f"{name}.pt")
+
+
+def random_state() -> dict[str, Any]:
+    """torch's global random state (CPU, and every CUDA device when there is one)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()

@@ -30,10 +30,11 @@ class ParquetRecorder(tune.Callback):
         self.finished: set[str] = set()  # recorded FINISHED by an earlier driver of this sweep
 
     def setup(self, **info):
-        """A resumed sweep counts the trials that ended before the driver died."""
+        """A resumed sweep counts the trials that ended before the driver died, but not the
+        failed ones: --resume runs them again, and they are counted when they end again."""
         trials_path = self.sweep_dir / parquet.TRIALS_FILE
         rows = parquet.read_rows(trials_path) if trials_path.exists() else []
-        self.ended = len(rows)
+        self.ended = sum(r["status"] != "FAILED" for r in rows)
         self.finished = {r["trial_id"] for r in rows if r["status"] == "FINISHED"}
 
     def _say(self, text: str) -> None:

@@ -46,11 +46,10 @@ BENCHMARKS = {
         dataset="npz", model="small-cnn", trials=4, seeds=3, epochs=20, test_examples=500, claims="mnist",
         sets={"target_eps": "0.3", "train_steps": "10", "eval_steps": "20", "batch_size": "50"},
         needs_data_dir=True,
-        why="10,000 real MNIST digits (--data-dir mnist-10k.npz) on 2 CPU cores. madry measured 3.3 hours "
-            "(search 25 min; its 3 seeds in two rounds, 94 + ~80 min: each seed's standard evaluation of 500 "
-            "points 63 CPU-min, about 16 of them the transfer surrogate, against 17 of training); since, the "
-            "seeds run at once and the surrogate is trained once per --results-dir: about 2 hours per method "
-            "expected. Run --methods one at a time, then merge with orch leaderboard. 4 trials, 3 seeds, "
+        why="10,000 real MNIST digits (--data-dir mnist-10k.npz) on 2 CPU cores, about 2.3 hours per method: "
+            "a search of about 25-45 min, then 3 seeds at once, each ~17 CPU-min of training and ~60 of the "
+            "standard evaluation of 500 points (mostly AutoAttack; madry and trades measured, not yet timed "
+            "alone). Run --methods one at a time, then merge with orch leaderboard. 4 trials, 3 seeds, "
             "500 test points (one accuracy to about ±4 points). 20 epochs from madry's learning curve "
             "(docs/benchmark/mnist-cpu/learning-curve.csv): its strong validation accuracy gains about "
             "3 points an epoch up to epoch 9, then under 1 (0.742 at epoch 14, 0.782 at 20), inside "

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import torch
@@ -253,14 +253,15 @@ class _Attacker:
             started, name = time.monotonic(), f"{done:03d}-{job.attack}-{job.path}-{job.eps:g}"
             finished = self.kept.load(name)
             if finished is not None:  # by the run this one continues: its results, then its state
-                found = finished["found"]
+                found = {Job(*job): still_correct for job, still_correct in finished["found"]}
                 self._restore(finished["state"])
             elif job.attack == "autoattack" and job.path == "predict":
                 found = self.autoattack(job, split, candidates, name)
             else:
                 found = {job: self.correct_under(job, split, candidates)}
             if finished is None:
-                self.kept.save(name, {"found": found, "state": self._state()})
+                self.kept.save(name, {"found": [(astuple(job), still_correct) for job, still_correct in found.items()],
+                                      "state": self._state()})
             results.update(found)
             fooled[series] = fooled_before | (clean & ~results[job])
             if self.say is not None:
@@ -274,13 +275,15 @@ class _Attacker:
     def _state(self) -> dict[str, Any]:
         """What the attacks after this point depend on besides their inputs; kept with each
         finished attack (trainables.kept_attacks)."""
-        return {"random": random_state(), "excess": dict(self.excess), "autoattack_warned": self.autoattack_warned}
+        warned = None if self.autoattack_warned is None else sorted(self.autoattack_warned)
+        return {"random": random_state(), "excess": dict(self.excess), "autoattack_warned": warned}
 
     def _restore(self, state: dict[str, Any]) -> None:
         set_random_state(state["random"])
         device = next(self.method.parameters()).device
         self.excess = {projects: excess.to(device) for projects, excess in state["excess"].items()}
-        self.autoattack_warned = state["autoattack_warned"]
+        warned = state["autoattack_warned"]
+        self.autoattack_warned = None if warned is None else frozenset(warned)
 
     def correct_under(self, job: Job, split: Split, candidates: torch.Tensor,
                       settings: AttackSettings | None = None) -> torch.Tensor:

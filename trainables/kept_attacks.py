@@ -48,10 +48,10 @@ class KeptAttacks:
         return cls(Path(root) / sha.hexdigest()[:16])
 
     def load(self, name: str) -> dict[str, Any] | None:
-        """What `save(name, ...)` kept, or None."""
+        """What `save(name, ...)` kept (plain data: tensors, numbers, strings), or None."""
         if self.folder is None or not (self.folder / f"{name}.pt").is_file():
             return None
-        return torch.load(self.folder / f"{name}.pt", map_location="cpu", weights_only=False)
+        return torch.load(self.folder / f"{name}.pt", map_location="cpu", weights_only=True)
 
     def save(self, name: str, kept: dict[str, Any]) -> None:
         """Whole or absent: a process killed mid-write leaves no torn file."""

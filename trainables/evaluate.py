@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import torch
@@ -51,7 +51,7 @@ from trainables.attacks import (
 from trainables.attacks.autoattack import autoattack_cascade
 from trainables.config import PROFILES, EvalConfig, check_profile
 from trainables.data import Split
-from trainables.kept_attacks import KeptAttacks, random_state, set_random_state
+from trainables.kept_attacks import KeptAttacks
 from trainables.protocol import CurvePoint, Protocol_
 from trainables.outcomes import Job, blackbox_gaps, fraction, pad, per_example, square_stage_gain, worst_at, worst_case
 from trainables.sanity import BALL_TOL, LARGE_EPS, Measurements, Paired, sanity_checks
@@ -251,17 +251,15 @@ class _Attacker:
             fooled_before = fooled.get(series, torch.zeros_like(clean))
             candidates = clean & ~fooled_before if nested else clean
             started, name = time.monotonic(), f"{done:03d}-{job.attack}-{job.path}-{job.eps:g}"
-            finished = self.kept.load(name)
-            if finished is not None:  # by the run this one continues: its results, then its state
-                found = {Job(*job): still_correct for job, still_correct in finished["found"]}
-                self._restore(finished["state"])
+            finished = self.kept.resume_attack(name, clean.device)  # by the run this one continues
+            if finished is not None:
+                found, self.excess, self.autoattack_warned = finished
             elif job.attack == "autoattack" and job.path == "predict":
                 found = self.autoattack(job, split, candidates, name)
             else:
                 found = {job: self.correct_under(job, split, candidates)}
             if finished is None:
-                self.kept.save(name, {"found": [(astuple(job), still_correct) for job, still_correct in found.items()],
-                                      "state": self._state()})
+                self.kept.keep_attack(name, found, self.excess, self.autoattack_warned)
             results.update(found)
             fooled[series] = fooled_before | (clean & ~results[job])
             if self.say is not None:
@@ -271,19 +269,6 @@ class _Attacker:
                          + ("(finished by the interrupted run)" if finished is not None
                             else f"({time.monotonic() - started:.0f} s)"))
         return clean, results
-
-    def _state(self) -> dict[str, Any]:
-        """What the attacks after this point depend on besides their inputs; kept with each
-        finished attack (trainables.kept_attacks)."""
-        warned = None if self.autoattack_warned is None else sorted(self.autoattack_warned)
-        return {"random": random_state(), "excess": dict(self.excess), "autoattack_warned": warned}
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        set_random_state(state["random"])
-        device = next(self.method.parameters()).device
-        self.excess = {projects: excess.to(device) for projects, excess in state["excess"].items()}
-        warned = state["autoattack_warned"]
-        self.autoattack_warned = None if warned is None else frozenset(warned)
 
     def correct_under(self, job: Job, split: Split, candidates: torch.Tensor,
                       settings: AttackSettings | None = None) -> torch.Tensor:

@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 from torch import nn
+
+from trainables.outcomes import Job
 
 
 class KeptAttacks:
@@ -61,6 +64,28 @@ class KeptAttacks:
         partial = self.folder / f"{name}.pt.{os.getpid()}.partial"
         torch.save(kept, partial)
         os.replace(partial, self.folder / f"{name}.pt")
+
+
+    def keep_attack(self, name: str, found: dict[Job, torch.Tensor], excess: dict[bool, torch.Tensor],
+                    warned: frozenset[str] | None) -> None:
+        """An attack that finished: what it `found` (per job, still correct), and the evaluation's
+        state after it (the random state, the largest ball `excess` so far, AutoAttack's `warned`
+        checks), as plain data."""
+        self.save(name, {"found": [(astuple(job), still_correct) for job, still_correct in found.items()],
+                         "random": random_state(), "excess": excess,
+                         "warned": None if warned is None else sorted(warned)})
+
+    def resume_attack(self, name: str, device: torch.device) -> tuple[dict[Job, torch.Tensor], dict[bool, torch.Tensor],
+                                                                     frozenset[str] | None] | None:
+        """What `keep_attack(name, ...)` kept, with torch's random state set to the one after it;
+        None if it was not kept."""
+        kept = self.load(name)
+        if kept is None:
+            return None
+        set_random_state(kept["random"])
+        found = {Job(*job): still_correct.to(device) for job, still_correct in kept["found"]}
+        excess = {projects: value.to(device) for projects, value in kept["excess"].items()}
+        return found, excess, None if kept["warned"] is None else frozenset(kept["warned"])
 
 
 def random_state() -> dict[str, Any]:

@@ -37,16 +37,20 @@ def test_resuming_from_a_reported_state_continues_exactly(method):
     assert crashed.reports[0][1]["train_cpu_s"] > 0
 
 
-def test_a_resumed_trial_counts_the_training_cpu_of_its_earlier_runs():
-    """train_cpu_s is the whole training's, not the last run's: a checkpoint carries it (here
-    planted large, so the resumed run's own seconds cannot pass for it)."""
+def test_a_resumed_trial_counts_the_cpu_and_wall_time_of_its_earlier_runs():
+    """train_cpu_s and trial_wall_s (the search's cost) are the whole trial's, not the last
+    run's: a checkpoint carries them (here planted large, so the resumed run's own seconds
+    cannot pass for them)."""
     config = TrialConfig.from_flat({"method": "madry", **SMALL})
     crashed = Recorder(crash_after=1)
     with pytest.raises(Crash):
         run_trial(config, crashed)
+    first_run_wall = crashed.reports[0][0]["trial_wall_s"]
+    assert first_run_wall > 0 and crashed.reports[0][1]["wall_s"] == first_run_wall
     resumed = Recorder()
-    run_trial(config, resumed, resume={**crashed.reports[0][1], "train_cpu_s": 1e6})
+    run_trial(config, resumed, resume={**crashed.reports[0][1], "train_cpu_s": 1e6, "wall_s": 2e6})
     assert 1e6 < resumed.reports[-1][0]["train_cpu_s"] < 1e6 + 600
+    assert 2e6 < resumed.reports[-1][0]["trial_wall_s"] < 2e6 + 600
 
 
 def test_er_detector_reports_table_4_metrics_when_enabled():

@@ -138,6 +138,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)
     started_cpu = time.process_time()  # CPU-seconds of every thread of this process
+    started_wall = time.monotonic()
     device = pick_device(config.train.device)
     data = load_dataset(config.data)
     protocol = resolve_protocol(config, data.family)
@@ -148,11 +149,13 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
 
     first_epoch, history, best = 0, [], BestEpoch()
     keep_best = config.eval.final_checkpoint == "best"
-    carried_cpu = 0.0  # training CPU-seconds of the runs this one continues (train_cpu_s is the whole)
+    # What the runs this one continues spent (train_cpu_s and trial_wall_s count every run)
+    carried_cpu = carried_wall = 0.0
     if resume is not None:
         method.load_state(resume["method"])
         first_epoch, history = resume["epoch"], list(resume["history"])
-        carried_cpu = resume.get("train_cpu_s", 0.0)  # absent in checkpoints written before it was kept
+        # Absent in checkpoints written before they were kept
+        carried_cpu, carried_wall = resume.get("train_cpu_s", 0.0), resume.get("wall_s", 0.0)
         torch.set_rng_state(resume["torch_rng"])
         best = BestEpoch.from_state(resume["best"]) if keep_best else best
 
@@ -192,7 +195,9 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         if reporter is not None:
             # After the last epoch `method` holds the evaluated weights, so the trial's final
             # checkpoint is the model its numbers belong to.
-            spent = carried_cpu + time.process_time() - started_cpu
+            metrics["trial_wall_s"] = carried_wall + time.monotonic() - started_wall
+            spent = {"train_cpu_s": carried_cpu + time.process_time() - started_cpu,
+                     "wall_s": metrics["trial_wall_s"]}
             reporter.report(metrics, _state(config, method, epoch, history, best, keep_best, spent))
     if result is None:  # resumed after its last epoch: `method` holds the weights evaluated then
         evaluated_epoch = best.epoch if keep_best else len(history)
@@ -221,11 +226,12 @@ def test_metrics(result: TrialResult, extra: dict[str, float]) -> dict[str, Any]
 
 
 def _state(config: TrialConfig, method: Method, epoch: int, history: list[dict[str, Any]], best: BestEpoch,
-           keep_best: bool, train_cpu_s: float) -> dict[str, Any]:
+           keep_best: bool, spent: dict[str, float]) -> dict[str, Any]:
     """What a checkpoint holds: enough to continue the trial after `epoch` (0-based), and the
-    training CPU-seconds spent so far, so a resumed trial's train_cpu_s counts every run of it."""
+    CPU- and wall-seconds spent so far (`train_cpu_s`, `wall_s`), so a resumed trial's counts
+    cover every run of it."""
     state = {"method": method.state(), "epoch": epoch + 1, "history": history,
-             "torch_rng": torch.get_rng_state(), "config": config.to_flat(), "train_cpu_s": train_cpu_s}
+             "torch_rng": torch.get_rng_state(), "config": config.to_flat(), **spent}
     if keep_best:
         state["best"] = best.state()
     return state

@@ -47,7 +47,7 @@ TRIAL_OUTCOME = [
     ("val_strong_robust_acc", pa.float64()),  # validation, PGD-CE + APGD-DLR: what the search optimised
     ("target_eps", pa.float64()),
     ("epochs_completed", pa.int64()),
-    ("duration_s", pa.float64()),
+    ("duration_s", pa.float64()),  # wall-seconds of the trial, all its runs (a resumed trial's too)
     ("checkpoint_uri", pa.string()),
     ("error", pa.string()),
     ("autoattack_acc", pa.float64()),  # test split at target_eps; null unless --eval standard|full

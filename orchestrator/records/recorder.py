@@ -102,7 +102,7 @@ class ParquetRecorder(tune.Callback):
             "val_clean_acc": result.get("val_clean_acc"),
             "target_eps": result.get("target_eps"),
             "epochs_completed": result.get("epoch", 0),
-            "duration_s": time.time() - self.started.get(trial.trial_id, time.time()),
+            "duration_s": _duration(result, self.started.get(trial.trial_id)),
             "checkpoint_uri": trial.checkpoint.path if trial.checkpoint is not None else None,
             "error": error,
             "autoattack_acc": result.get("test_autoattack_acc"),
@@ -119,6 +119,14 @@ class ParquetRecorder(tune.Callback):
                       "its robust accuracy is marked untrusted (sanity_trusted=false)")
         if result.get("collapsed"):
             self._say(collapse_warning(trial.trial_id, result))
+
+
+def _duration(result: dict[str, Any], started: float | None) -> float:
+    """The trial's wall-seconds: as the trial counted them over all its runs up to its last report
+    (a resumed trial's earlier runs included), else since this driver saw it start."""
+    if result.get("trial_wall_s") is not None:
+        return float(result["trial_wall_s"])
+    return time.time() - started if started is not None else 0.0
 
 
 def _short(config: dict[str, Any]) -> str:

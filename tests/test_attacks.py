@@ -22,8 +22,8 @@ from trainables.attacks import (
 )
 from trainables.attacks.autoattack import _InputGradOnly
 from trainables.config import EvalConfig
+from trainables.attacker import Budgets
 from trainables.evaluate import (
-    Budgets,
     Job,
     curve_points,
     evaluate_trial,

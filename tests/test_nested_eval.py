@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-import trainables.evaluate as evaluate_module
+import trainables.attacker as attacker_module
 from trainables.attacks import AttackSettings
 from trainables.attacks.autoattack import AutoAttackRun
 from trainables.data import Split
-from trainables.evaluate import Budgets, Job, _Attacker, curve_points, plan, worst_case
+from trainables.attacker import Attacker, Budgets
+from trainables.evaluate import Job, curve_points, plan, worst_case
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,7 +58,7 @@ def evaluate(net: nn.Module, split: Split, nested: bool):
     counted = Counted(net)
     jobs = plan("standard", GRID)  # FGSM, PGD, CW at every ε (AutoAttack needs 4+ classes)
     torch.manual_seed(0)
-    clean, results = _Attacker(counted, None, Budgets.uniform(AttackSettings(steps=10, restarts=2))).run(
+    clean, results = Attacker(counted, None, Budgets.uniform(AttackSettings(steps=10, restarts=2))).run(
         jobs, split, nested=nested)
     return clean, results, counted.examples
 
@@ -86,11 +87,11 @@ def test_autoattack_runs_alone_on_every_clean_correct_point(linear, two_digits, 
         return AutoAttackRun(x.clone(), {"apgd-ce": torch.zeros(len(x), dtype=torch.bool)},
                              frozenset())
 
-    monkeypatch.setattr(evaluate_module, "autoattack_cascade", finds_nothing)
+    monkeypatch.setattr(attacker_module, "autoattack_cascade", finds_nothing)
     target = 0.1
     jobs = plan("standard", GRID, target)
     torch.manual_seed(0)
-    clean, results = _Attacker(linear, None, Budgets.uniform(AttackSettings(steps=10))).run(
+    clean, results = Attacker(linear, None, Budgets.uniform(AttackSettings(steps=10))).run(
         jobs, two_digits)
     assert seen == [int(clean.sum())]
     assert torch.equal(results[Job("autoattack", target)], clean)
@@ -117,7 +118,7 @@ def test_each_attack_says_what_it_left_correct(linear, two_digits):
     lines = []
     jobs = plan("standard", GRID)
     torch.manual_seed(0)
-    clean, results = _Attacker(linear, None, Budgets.uniform(AttackSettings(steps=10)), say=lines.append).run(
+    clean, results = Attacker(linear, None, Budgets.uniform(AttackSettings(steps=10)), say=lines.append).run(
         jobs, two_digits)
     assert len(lines) == len(jobs)
     ordered = sorted(jobs, key=lambda j: j.eps)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-import trainables.evaluate as evaluate_module
+import trainables.attacker as attacker_module
 from trainables.attacks import ATTACKS, grid_attacks, label
 from trainables.attacks.autoattack import AutoAttackRun
 from trainables.config import ConfigError, EvalConfig, TrialConfig, check_profile
@@ -61,9 +61,9 @@ def test_a_point_broken_only_by_autoattack_stays_broken_at_larger_eps(digits, tr
     """AutoAttack runs at the target ε only; what it breaks there is broken in every larger ball,
     so the worst case at 0.2 counts it although no attack run at 0.2 found it. Below the target
     nothing changes, and each attack's own row stays as measured."""
-    monkeypatch.setattr(evaluate_module, "autoattack_cascade", planted_autoattack(None))
+    monkeypatch.setattr(attacker_module, "autoattack_cascade", planted_autoattack(None))
     before = evaluate_trial(trapdoor, digits.test, PROTOCOL, STANDARD, "mnist-like")
-    monkeypatch.setattr(evaluate_module, "autoattack_cascade", planted_autoattack("apgd-ce"))
+    monkeypatch.setattr(attacker_module, "autoattack_cascade", planted_autoattack("apgd-ce"))
     after = evaluate_trial(trapdoor, digits.test, PROTOCOL, STANDARD, "mnist-like")
     assert rows(after, "autoattack")[TARGET] == 0.0 and rows(before, "pgd")[0.2] > 0.2
     assert rows(after, "worst") == {0.05: rows(before, "worst")[0.05], TARGET: 0.0, 0.2: 0.0}
@@ -78,7 +78,7 @@ def test_autoattack_acc_is_autoattack_alone_and_the_worst_case_counts_the_rest(
         digits, trapdoor, monkeypatch):
     """An AutoAttack that misses what PGD breaks: its own accuracy is the clean accuracy, and
     the headline is lower (before issue #20 it could only equal the worst case)."""
-    monkeypatch.setattr(evaluate_module, "autoattack_cascade", planted_autoattack(None))
+    monkeypatch.setattr(attacker_module, "autoattack_cascade", planted_autoattack(None))
     evaluation = evaluate_trial(trapdoor, digits.test, PROTOCOL, STANDARD, "mnist-like")
     assert evaluation.autoattack_acc == evaluation.clean_acc
     assert evaluation.robust_acc < rows(evaluation, "pgd")[TARGET] < evaluation.autoattack_acc
@@ -88,7 +88,7 @@ def test_a_point_broken_only_by_autoattacks_square_lowers_the_headline_and_is_fl
         digits, trapdoor, monkeypatch):
     """Square inside AutoAttack breaks what every white-box attack left robust: the headline
     counts it, the breakdown names Square, and the black-box share flags the gradient."""
-    monkeypatch.setattr(evaluate_module, "autoattack_cascade", planted_autoattack("square"))
+    monkeypatch.setattr(attacker_module, "autoattack_cascade", planted_autoattack("square"))
     evaluation = evaluate_trial(trapdoor, digits.test, PROTOCOL, STANDARD, "mnist-like")
     assert evaluation.robust_acc == 0.0 < rows(evaluation, "pgd")[TARGET]
     assert evaluation.autoattack_broken["square"] > 0

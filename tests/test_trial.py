@@ -46,9 +46,9 @@ def test_a_resumed_trial_counts_the_cpu_and_wall_time_of_its_earlier_runs():
     with pytest.raises(Crash):
         run_trial(config, crashed)
     first_run_wall = crashed.reports[0][0]["trial_wall_s"]
-    assert first_run_wall > 0 and crashed.reports[0][1]["wall_s"] == first_run_wall
+    assert first_run_wall > 0 and crashed.reports[0][1]["trial_wall_s"] == first_run_wall
     resumed = Recorder()
-    run_trial(config, resumed, resume={**crashed.reports[0][1], "train_cpu_s": 1e6, "wall_s": 2e6})
+    run_trial(config, resumed, resume={**crashed.reports[0][1], "train_cpu_s": 1e6, "trial_wall_s": 2e6})
     assert 1e6 < resumed.reports[-1][0]["train_cpu_s"] < 1e6 + 600
     assert 2e6 < resumed.reports[-1][0]["trial_wall_s"] < 2e6 + 600
 

@@ -155,7 +155,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
         method.load_state(resume["method"])
         first_epoch, history = resume["epoch"], list(resume["history"])
         # Absent in checkpoints written before they were kept
-        carried_cpu, carried_wall = resume.get("train_cpu_s", 0.0), resume.get("wall_s", 0.0)
+        carried_cpu, carried_wall = resume.get("train_cpu_s", 0.0), resume.get("trial_wall_s", 0.0)
         torch.set_rng_state(resume["torch_rng"])
         best = BestEpoch.from_state(resume["best"]) if keep_best else best
 
@@ -197,7 +197,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
             # checkpoint is the model its numbers belong to.
             metrics["trial_wall_s"] = carried_wall + time.monotonic() - started_wall
             spent = {"train_cpu_s": carried_cpu + time.process_time() - started_cpu,
-                     "wall_s": metrics["trial_wall_s"]}
+                     "trial_wall_s": metrics["trial_wall_s"]}
             reporter.report(metrics, _state(config, method, epoch, history, best, keep_best, spent))
     if result is None:  # resumed after its last epoch: `method` holds the weights evaluated then
         evaluated_epoch = best.epoch if keep_best else len(history)
@@ -228,7 +228,7 @@ def test_metrics(result: TrialResult, extra: dict[str, float]) -> dict[str, Any]
 def _state(config: TrialConfig, method: Method, epoch: int, history: list[dict[str, Any]], best: BestEpoch,
            keep_best: bool, spent: dict[str, float]) -> dict[str, Any]:
     """What a checkpoint holds: enough to continue the trial after `epoch` (0-based), and the
-    CPU- and wall-seconds spent so far (`train_cpu_s`, `wall_s`), so a resumed trial's counts
+    CPU- and wall-seconds spent so far (`train_cpu_s`, `trial_wall_s`), so a resumed trial's counts
     cover every run of it."""
     state = {"method": method.state(), "epoch": epoch + 1, "history": history,
              "torch_rng": torch.get_rng_state(), "config": config.to_flat(), **spent}

@@ -44,6 +44,7 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
         search = pq.read_table(root / f"{method}-search" / "trials.parquet").to_pylist()
         assert len(search) == 2 and len({r["trial_id"] for r in search}) == 2
         assert all(r["clean_acc"] is None for r in search)  # the search never read the test split
+        assert {r["eval_profile"] for r in search} == {"none"}  # and says so
         seeds = pq.read_table(root / f"{method}-seeds" / "trials.parquet").to_pylist()
         assert sorted(r["seed"] for r in seeds if r["status"] == "FINISHED") == [1, 2]
         records = pq.read_table(root / f"{method}-seeds" / "examples.parquet").to_pandas()
@@ -54,6 +55,11 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
     runs = client.search_runs([experiment.experiment_id])
     names = [r.info.run_name for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert sorted(names) == sorted(["madry-search", "madry-seeds", "trades-search", "trades-seeds", "tiny"])
+    # What MLflow's table shows as each run's profile is the evaluation it ran: none for the
+    # search (validation only), standard for the fresh seeds.
+    profiles = {(r.data.tags["sweep"].rsplit("-", 1)[-1], r.data.tags["eval_profile"], r.data.params.get("eval_profile"))
+                for r in runs if "trial_id" in r.data.tags}
+    assert profiles == {("search", "none", "none"), ("seeds", "standard", "standard")}, profiles
     children_of_tiny = [r for r in runs if r.data.tags.get("orch.role") == "benchmark-method"]
     assert sorted(r.data.tags["method"] for r in children_of_tiny) == ["madry", "trades"]
     table = (root / "benchmark.md").read_text()

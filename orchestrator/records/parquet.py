@@ -51,7 +51,7 @@ TRIAL_OUTCOME = [
     ("checkpoint_uri", pa.string()),
     ("error", pa.string()),
     ("autoattack_acc", pa.float64()),  # test split at target_eps; null unless --eval standard|full
-    ("eval_profile", pa.string()),  # the final evaluation's profile: quick | standard | full
+    ("eval_profile", pa.string()),  # the final evaluation's profile: quick | standard | full; none: test split unread
     ("robust_is_upper_bound", pa.bool_()),  # quick: no AutoAttack, robust_acc is an upper bound
     ("train_cpu_s", pa.float64()),  # CPU-seconds of the trial's process: training (+ validation)
     ("eval_cpu_s", pa.float64()),  # ... and the final test evaluation

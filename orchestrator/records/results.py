@@ -21,6 +21,11 @@ TUNE_KEYS = {
 }
 
 
+# The profile of a trial that never reads the test split (`--set evaluate_test=false`: a
+# benchmark's search, selected on the strong validation attack): no test numbers at all.
+NO_TEST_EVALUATION = "none"
+
+
 @dataclass(frozen=True)
 class SweepInfo:
     """What identifies a sweep's rows and runs."""

@@ -23,7 +23,7 @@ from orchestrator import options
 from orchestrator.cluster.connect import (
     ClusterError, check_storage, concurrency, connect, disconnect, local_cluster, plan_gpus, resolve_address)
 from orchestrator.options import BadInput
-from orchestrator.records.results import SweepInfo
+from orchestrator.records.results import NO_TEST_EVALUATION, SweepInfo
 from orchestrator.records.storage import default_storage, experiment_path, normalise
 from orchestrator.sweep.preconditions import (
     PreconditionFailed, check_data_dir, check_local_storage, check_output_folder, check_tune_state_trusted)
@@ -109,7 +109,15 @@ class SweepRequest:
     def info(self) -> SweepInfo:
         return SweepInfo(self.name, self.method, self.base["dataset"], self.base["model"],
                          self.seed, self.base["epochs"], self.trials * self.seeds, self.objective,
-                         self.fixed.get("eval_profile", self.base["eval_profile"]))
+                         self.eval_profile)
+
+    @property
+    def eval_profile(self) -> str:
+        """The final evaluation's profile; NO_TEST_EVALUATION for a sweep whose trials never read
+        the test split (a benchmark's search), whatever --eval says, so no table shows a profile
+        that did not run."""
+        fixed = {**self.base, **self.fixed}
+        return fixed["eval_profile"] if fixed.get("evaluate_test", True) else NO_TEST_EVALUATION
 
 
 def default_scheduler(epochs: int) -> str:

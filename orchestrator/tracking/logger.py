@@ -238,7 +238,7 @@ class MlflowLogger(tune.Callback):
         }
         flat = {**self.base_params, **trial.config}
         params = {**{k: flat[k] for k in SHOWN_SETTINGS if k in flat}, **trial.config,
-                  **self._protocol_params(flat)}
+                  **self._protocol_params(flat), "eval_profile": tags["eval_profile"]}
         tags["target_eps"] = str(params.get("target_eps", ""))
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=child_run_name(
             trial.trial_id, trial.config, getattr(self, "searched", ())))

@@ -132,3 +132,16 @@ def test_a_methods_intervals_do_not_depend_on_which_others_are_merged():
     row = lambda board: board[board["method"] == "tla"].iloc[0]  # noqa: E731
     assert row(pair)["worst"] == row(three)["worst"]
     assert row(pair)["comparison"].difference == row(three)["comparison"].difference
+
+
+def test_a_p_value_too_small_for_a_float_is_shown_as_a_bound_not_zero():
+    """An undefended model against madry: ~1,500 discordant pairs all one way, whose exact p
+    (about 1e-450) underflows to 0.0; the table says p<1e-300, never p=0."""
+    from orchestrator.report.benchmark import p_text
+    robust = {("clean", 0.0): np.ones((2, 750), bool), ("pgd", TARGET): np.ones((2, 750), bool),
+              ("autoattack", TARGET): np.ones((2, 750), bool)}
+    broken = {**robust, ("pgd", TARGET): np.zeros((2, 750), bool), ("autoattack", TARGET): np.zeros((2, 750), bool)}
+    board = leaderboard(pd.concat([records("madry", robust), records("standard", broken)]), TARGET)
+    p_value = board[board["method"] == "standard"].iloc[0]["comparison"].p_value
+    assert p_text(p_value) == "<1e-300"
+    assert p_text(7.9e-26) == "=7.9e-26"

@@ -48,8 +48,8 @@ BENCHMARKS = {
         needs_data_dir=True,
         why="10,000 real MNIST digits (--data-dir mnist-10k.npz) on 2 CPU cores, about 2.3 hours per method: "
             "a search of about 25-45 min, then 3 seeds at once, each ~17 CPU-min of training and ~60 of the "
-            "standard evaluation of 500 points (mostly AutoAttack; madry and trades measured, not yet timed "
-            "alone). Run --methods one at a time, then merge with orch leaderboard. 4 trials, 3 seeds, "
+            "standard evaluation of 500 points (mostly AutoAttack, on the points still standing: an undefended "
+            "model takes 1.4 hours; madry, trades and standard measured, none yet timed alone). Run --methods one at a time, then merge with orch leaderboard. 4 trials, 3 seeds, "
             "500 test points (one accuracy to about ±4 points). 20 epochs from madry's learning curve "
             "(docs/benchmark/mnist-cpu/learning-curve.csv): its strong validation accuracy gains about "
             "3 points an epoch up to epoch 9, then under 1 (0.742 at epoch 14, 0.782 at 20), inside "
@@ -124,11 +124,21 @@ HEADER = ["method", "seeds × points", "clean", "AutoAttack alone", "worst case"
           "flags", "paper's claim (its own protocol)"]
 
 
+# Below this McNemar's exact p underflows (binomtest returns 0.0 for ~1,100 discordant pairs all
+# one way, as an undefended model against madry gives); no p is 0.
+SMALLEST_P = 1e-300
+
+
+def p_text(p_value: float) -> str:
+    """'=7.9e-26', or '<1e-300' where the exact p is too small for a float."""
+    return f"<{SMALLEST_P:.0e}" if p_value < SMALLEST_P else f"={p_value:.2g}"
+
+
 def cells(row: dict[str, Any]) -> list[str]:
     comparison = row["comparison"]
     difference = "—" if comparison is None else (
         "reference" if comparison.verdict == "reference" else
-        f"{_signed(comparison.difference)} (p={comparison.p_value:.2g})")
+        f"{_signed(comparison.difference)} (p{p_text(comparison.p_value)})")
     verdict = "—" if comparison is None else comparison.verdict
     if row["flags"]:
         verdict = "not ranked: " + ", ".join(row["flags"])
@@ -184,10 +194,15 @@ def _write_csv(path: Path, board: list[dict[str, Any]]) -> None:
         for r in board:
             c = r["comparison"]
             estimates = [v for m in ("clean", "autoattack", "worst") for v in (r[m].mean, r[m].low, r[m].high)]
-            diff = [c.difference.mean, c.difference.low, c.difference.high, c.p_value, c.verdict] if c else [""] * 5
+            diff = [c.difference.mean, c.difference.low, c.difference.high, _p_cell(c.p_value), c.verdict] if c else [""] * 5
             writer.writerow([r["method"], r["seeds"], r["points"], *estimates, *diff, r.get("config", ""),
                              r.get("search_core_s", ""), r.get("train_cpu_s", ""), r.get("eval_cpu_s", ""),
                              ";".join(r["flags"]), r["claim"]])
+
+
+def _p_cell(p_value: float) -> float | str:
+    """The p value as a number, or '<1e-300' where it underflowed (never a false 0)."""
+    return p_value if p_value >= SMALLEST_P else p_text(p_value)
 
 
 def _figures(root: Path, board: list[dict[str, Any]], records: pd.DataFrame,

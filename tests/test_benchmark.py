@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -131,3 +132,33 @@ def test_an_interrupted_benchmark_says_the_command_that_continues_all_of_it():
         command = ctx.invoke(lambda: campaign_resume_command(Path("results/mnist-cpu-madry")))
     assert command == ("orch benchmark mnist-cpu --methods madry --data-dir 'mnist 10k.npz' "
                        "--cpus-per-trial 1 --name mnist-cpu-madry --resume")
+
+
+RECORDS = {preset: Path(__file__).resolve().parents[1] / "docs" / "benchmark" / preset / "records"
+           for preset in ("digits", "mnist-cpu")}
+
+
+def test_a_search_that_ended_elsewhere_is_adopted_not_run_again(tmp_path):
+    """--searches-from with the committed mnist-cpu records: madry's search (ended there) is
+    copied and its chosen configuration is the one its records name; tla, never searched there,
+    is left to search."""
+    from orchestrator.report.benchmark import BENCHMARKS
+    from orchestrator.sweep import benchmark as stages
+
+    root, preset = tmp_path / "continued", BENCHMARKS["mnist-cpu"]
+    adopted = stages.adopt_searches(root, preset, ["madry", "tla"], {}, RECORDS["mnist-cpu"])
+    assert adopted == ["madry"]
+    assert stages.search_ended(root, "madry", preset.trials) and not stages.search_ended(root, "tla", preset.trials)
+    chosen = stages.chosen_configuration(root, "madry", preset)
+    assert {k: chosen[k] for k in ("embed_dim", "lr", "train_eps")} == {"embed_dim": 16, "lr": 0.001, "train_eps": 0.3}
+    assert stages.adopt_searches(root, preset, ["madry"], {}, RECORDS["mnist-cpu"]) == []  # already its own
+
+
+def test_a_search_run_with_other_settings_is_refused_in_one_line_and_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["benchmark", "digits", "--methods", "madry", "--epochs", "5",
+                                       "--searches-from", str(RECORDS["digits"])])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("orch: error: --searches-from: ") and "epochs=10" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from orchestrator import options
 from orchestrator.records import parquet
 from orchestrator.report.benchmark import BenchmarkPreset
 from orchestrator.sweep import campaign
+from orchestrator.sweep.resume import SWEEP_FILE, load_sweep
 from trainables.selection import STRONG_METRIC
 
 
@@ -83,6 +85,49 @@ def chosen_configuration(root: Path, method: str, preset: BenchmarkPreset) -> di
 def _plain(value: Any) -> Any:
     """numpy scalars as the Python values --set parses back."""
     return value.item() if hasattr(value, "item") else value
+
+
+# What makes two searches of a method the same search: a search run with other values chose
+# among other trainings and is not adopted.
+SAME_SEARCH = ("dataset", "model", "epochs", "trials", "seed", "sets", "eval_examples", "final_checkpoint")
+
+
+def searches_to_adopt(root: Path, preset: BenchmarkPreset, methods: list[str], given: dict[str, Any],
+                      source: Path) -> list[str]:
+    """The methods whose search ended under `source` (a benchmark folder, or committed records:
+    `<method>-search/` with sweep.json and trials.parquet) and has not under `root`. BadInput
+    when such a search ran with other settings than this benchmark would give it."""
+    adopted = []
+    for method in methods:
+        if search_ended(root, method, preset.trials) or not search_ended(source, method, preset.trials):
+            continue
+        found = search_dir(source, method)
+        try:
+            saved = load_sweep(found).settings
+        except ValueError as error:
+            raise campaign.BadInput(f"--searches-from: {error}") from None
+        expected = search_settings(preset, method, root, given)
+        differ = [key for key in SAME_SEARCH if json.loads(json.dumps(expected[key])) != saved.get(key)]
+        if differ:
+            key = differ[0]
+            raise campaign.BadInput(f"--searches-from: {found} ran with {key}={saved.get(key)}, this benchmark "
+                                    f"gives {key}={expected[key]}: a different search")
+        adopted.append(method)
+    return adopted
+
+
+def adopt_searches(root: Path, preset: BenchmarkPreset, methods: list[str], given: dict[str, Any],
+                   source: Path) -> list[str]:
+    """Each search `searches_to_adopt` finds becomes this benchmark's (its sweep.json and
+    trials.parquet copied): a benchmark too long for one machine continues on another from its
+    records without searching again. Returns the methods adopted."""
+    adopted = searches_to_adopt(root, preset, methods, given, source)
+    for method in adopted:
+        target = search_dir(root, method)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (SWEEP_FILE, parquet.TRIALS_FILE):
+            shutil.copy2(search_dir(source, method) / name, target / name)
+    return adopted
 
 
 SETTINGS_FILE = "benchmark.json"

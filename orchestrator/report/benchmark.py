@@ -48,9 +48,10 @@ BENCHMARKS = {
         needs_data_dir=True,
         why="10,000 real MNIST digits (--data-dir mnist-10k.npz) on 2 CPU cores, about 2.3 hours per method: "
             "a search of about 25-45 min, then 3 seeds at once, each ~17 CPU-min of training and ~60 of the "
-            "standard evaluation of 500 points (mostly AutoAttack, on the points still standing: an undefended "
-            "model takes 1.4 hours; madry, trades and standard measured, none yet timed alone). Run --methods one at a time, then merge with orch leaderboard. 4 trials, 3 seeds, "
-            "500 test points (one accuracy to about ±4 points). 20 epochs from madry's learning curve "
+            "standard evaluation of 500 points (mostly AutoAttack, on the points still standing: an "
+            "undefended model takes 1.4 hours; madry, trades and standard measured, none yet timed alone). "
+            "Run --methods one at a time, then merge with orch leaderboard. 4 trials, 3 seeds, 500 test "
+            "points (one accuracy to about ±4 points). 20 epochs from madry's learning curve "
             "(docs/benchmark/mnist-cpu/learning-curve.csv): its strong validation accuracy gains about "
             "3 points an epoch up to epoch 9, then under 1 (0.742 at epoch 14, 0.782 at 20), inside "
             "the ±2 points that 500 validation points resolve."),

@@ -162,3 +162,15 @@ def test_a_search_run_with_other_settings_is_refused_in_one_line_and_nothing_is_
     assert len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith("orch: error: --searches-from: ") and "epochs=10" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("preset", sorted(RECORDS))
+def test_committed_search_records_say_they_never_read_the_test_split(preset):
+    """What a user queries in the committed records: a search trial has no test numbers and its
+    eval_profile says so (none), as a run of today's orch writes it; a seed trial ran the
+    standard evaluation."""
+    for folder in sorted(RECORDS[preset].iterdir()):
+        trials = pq.read_table(folder / "trials.parquet").to_pylist()
+        searched = folder.name.endswith("-search")
+        assert {r["eval_profile"] for r in trials} == ({"none"} if searched else {"standard"}), folder
+        assert all((r["clean_acc"] is None) == searched for r in trials if r["status"] == "FINISHED"), folder

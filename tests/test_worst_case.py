@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -195,6 +196,22 @@ def test_a_kept_surrogate_is_trained_once_per_folder_and_loaded_the_same(tmp_pat
     with pytest.raises(AssertionError, match="trained again"):
         trained_surrogate(config.replace(epochs=2), str(tmp_path))
     trained_surrogate.cache_clear()
+
+
+def test_a_kept_surrogate_is_named_by_the_data_it_read_not_their_path(tmp_path):
+    """Kept weights (e.g. committed with a benchmark's records) serve the same data in another
+    folder or on another machine, and never data that differ."""
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (40, 8, 8), dtype=np.uint8),
+              "y_train": np.arange(40) % 4, "x_test": rng.integers(0, 256, (8, 8, 8), dtype=np.uint8),
+              "y_test": np.arange(8) % 4}
+    paths = [tmp_path / name / "data.npz" for name in ("here", "there", "other")]
+    for path, labels in zip(paths, (arrays["y_test"], arrays["y_test"], arrays["y_test"][::-1])):
+        path.parent.mkdir()
+        np.savez(path, **{**arrays, "y_test": labels})
+    configs = [TrialConfig(method="madry").replace(dataset="npz", data_dir=str(path)) for path in paths]
+    names = [trial._surrogate_file(surrogate_config(config), "kept").name for config in configs]
+    assert names[0] == names[1] != names[2]
 
 
 def test_trials_that_need_the_surrogate_at_once_train_it_once(tmp_path):

@@ -313,10 +313,13 @@ def _surrogate(config: TrialConfig, kept: Path | None) -> nn.Module:
 def _surrogate_file(config: TrialConfig, cache_dir: str) -> Path | None:
     """Where the weights of the surrogate `config` describes are kept in `cache_dir`: named by a
     hash of its whole config (data, model, training, device, threads: what the same weights
-    need), so a different surrogate is never read. None: no cache."""
+    need), so a different surrogate is never read. The data enter by their content digest, not
+    their path, so kept weights serve the same data read from another folder or machine.
+    None: no cache."""
     if not cache_dir:
         return None
-    digest = hashlib.sha256(json.dumps(config.to_flat(), sort_keys=True, default=str).encode()).hexdigest()
+    key = {**config.to_flat(), "data_dir": dataset_record(config.data)["digest"]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return Path(cache_dir) / f"surrogate-{config.method}-{digest[:16]}.pt"
 
 

@@ -3,6 +3,7 @@ cascade too, and computes exactly what the uninterrupted evaluation computes
 (trainables.kept_attacks)."""
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -77,3 +78,14 @@ def test_another_model_or_evaluation_never_reads_them(digits, madry, tmp_path):
     _, said = evaluate(madry, digits, tmp_path, **quick)
     assert all(CONTINUED in line for line in said if line.startswith("attack "))
     assert len(list(tmp_path.iterdir())) == 4  # one folder per (weights, points, plan)
+
+
+def test_a_continued_evaluation_counts_the_cpu_its_interrupted_run_spent_on_what_it_kept(digits, madry, tmp_path):
+    started = time.process_time()
+    with pytest.raises(Killed):
+        evaluate(madry, digits, tmp_path, "attack 5/")
+    killed_run_cpu = time.process_time() - started
+    resumed, _ = evaluate(madry, digits, tmp_path)
+    # Five attacks were kept: the fifth one's progress line is the kill.
+    assert 0 < resumed.earlier_cpu_s <= killed_run_cpu
+    assert evaluate(madry, digits, tmp_path / "fresh")[0].earlier_cpu_s == 0.0

@@ -69,6 +69,9 @@ class Evaluation:
     # Per test point and job, whether the model was still right (per_example): what a benchmark's
     # leaderboard is computed from.
     examples: dict[str, Any] = field(default_factory=dict)
+    # CPU-seconds an interrupted run of this evaluation had spent on the attacks it kept and this
+    # run read back (0 when nothing was kept): the evaluation's cost is this run's plus these.
+    earlier_cpu_s: float = 0.0
 
 
 def accuracy(net: nn.Module, split: Split, batch_size: int = 512) -> float:
@@ -123,6 +126,7 @@ def evaluate_trial(method: nn.Module, test_split: Split, protocol: Protocol_,
         autoattack_broken={job.attack: int((clean & ~still_correct).sum())
                            for job, still_correct in results.items() if job.role == "autoattack"},
         examples=per_example(clean, results),
+        earlier_cpu_s=kept.earlier_cpu_s,
     )
 
 

@@ -8,6 +8,10 @@ ball excess so far, AutoAttack's warnings) are kept under the attack's place in 
 AutoAttack's cascade also after each of its stages. Restoring that state makes the continued
 evaluation compute exactly what the uninterrupted one would have.
 
+Each kept state also carries the CPU-seconds the evaluation had spent when it was kept, so a
+continued evaluation reports the cost of the whole evaluation (the work a kill cut short after the
+last kept state is lost and not counted).
+
 The folder is named by a hash of everything the results depend on (the weights attacked, the
 test points, the attack plan and budgets, the surrogate's weights), so a different model or
 evaluation never reads another's results.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,12 +31,17 @@ from torch import nn
 
 from trainables.outcomes import Job
 
+CPU_KEY = "evaluation_cpu_s"  # kept beside each state (absent in folders kept before it was)
+
 
 class KeptAttacks:
     """One evaluation's folder of finished attacks; `folder=None` keeps nothing."""
 
     def __init__(self, folder: Path | None):
         self.folder = folder
+        self._started_cpu = time.process_time()
+        # CPU-seconds the interrupted run(s) had spent up to the latest kept state this run read.
+        self.earlier_cpu_s = 0.0
 
     @classmethod
     def of(cls, root: str, nets: Iterable[nn.Module | None], tensors: Iterable[torch.Tensor],
@@ -54,7 +64,13 @@ class KeptAttacks:
         """What `save(name, ...)` kept (plain data: tensors, numbers, strings), or None."""
         if self.folder is None or not (self.folder / f"{name}.pt").is_file():
             return None
-        return torch.load(self.folder / f"{name}.pt", map_location="cpu", weights_only=True)
+        kept = torch.load(self.folder / f"{name}.pt", map_location="cpu", weights_only=True)
+        self.earlier_cpu_s = max(self.earlier_cpu_s, float(kept.pop(CPU_KEY, 0.0)))
+        return kept
+
+    def spent_cpu_s(self) -> float:
+        """CPU-seconds of the whole evaluation so far: the interrupted runs' and this process's."""
+        return self.earlier_cpu_s + time.process_time() - self._started_cpu
 
     def save(self, name: str, kept: dict[str, Any]) -> None:
         """Whole or absent: a process killed mid-write leaves no torn file."""
@@ -62,7 +78,7 @@ class KeptAttacks:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         partial = self.folder / f"{name}.pt.{os.getpid()}.partial"
-        torch.save(kept, partial)
+        torch.save({**kept, CPU_KEY: self.spent_cpu_s()}, partial)
         os.replace(partial, self.folder / f"{name}.pt")
 
 

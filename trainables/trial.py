@@ -64,6 +64,7 @@ class TrialResult:
     blackbox_gaps: dict[str, float] = field(default_factory=dict)
     val_strong_robust_acc: float | None = None  # what the search selected on (trainables.selection)
     examples: dict[str, Any] = field(default_factory=dict)  # per test point and attack (evaluate.per_example)
+    eval_earlier_cpu_s: float = 0.0  # evaluate.Evaluation.earlier_cpu_s
 
 
 def pick_device(requested: str) -> torch.device:
@@ -189,7 +190,7 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
             if config.eval.evaluate_test:
                 result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
                 metrics.update(test_metrics(result, method.extra_evaluation(data, config.eval, protocol.target_eps)),
-                               eval_cpu_s=time.process_time() - trained_cpu)
+                               eval_cpu_s=time.process_time() - trained_cpu + result.eval_earlier_cpu_s)
             else:  # validation only: the test split stays unread
                 result = validation_only(config, history, protocol.target_eps, evaluated_epoch)
         if reporter is not None:
@@ -352,4 +353,5 @@ def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protoco
         collapsed=collapsed(history, data.num_classes),
         blackbox_gaps=gap_metrics(evaluation.measurements.blackbox_gaps),
         examples=evaluation.examples,
+        eval_earlier_cpu_s=evaluation.earlier_cpu_s,
     )

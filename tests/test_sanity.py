@@ -14,8 +14,8 @@ from trainables.config import EvalConfig, TrialConfig
 from trainables.evaluate import CurvePoint, evaluate_trial
 from trainables.protocol import Protocol_
 from trainables.attacks.autoattack import AUTOATTACK_CHECKS
-from trainables.sanity import (BLACKBOX_SHARE_MAX, CHECKS, SQUARE_GAIN_MAX, Gap, Measurements, Paired,
-                               sanity_checks)
+from trainables.sanity import (BLACKBOX_SHARE_MAX, CHECKS, LOGITS_RTOL, MEASURED_PREFIX, SQUARE_GAIN_MAX,
+                               ZERO_GRAD_MAX_FRACTION, Gap, Measurements, Paired, sanity_checks)
 from trainables.trial import run_trial
 
 from conftest import train_method
@@ -231,6 +231,11 @@ def test_a_trial_reports_its_flags():
     assert sum(result.autoattack_broken.values()) == round(
         (result.clean_acc - result.autoattack_acc) * 40)
     assert reports[-1]["test_autoattack_broken/apgd-ce"] == result.autoattack_broken["apgd-ce"]
+    # The values behind three flags are reported beside them, and each flag is its value judged.
+    measured = {k.removeprefix(MEASURED_PREFIX): v for k, v in reports[-1].items() if k.startswith(MEASURED_PREFIX)}
+    assert set(measured) == {"logits_rel_diff", "zero_grad_fraction", "ball_excess"}
+    assert result.sanity["no_zero_gradients"] is (measured["zero_grad_fraction"] <= ZERO_GRAD_MAX_FRACTION)
+    assert result.sanity["deterministic_logits"] is (measured["logits_rel_diff"] <= LOGITS_RTOL + 1e-6)
 
 
 def test_blackbox_gaps_beyond_the_target_eps_are_logged_not_judged():

@@ -92,3 +92,4 @@ def _metrics_are_where_their_names_say(client, run, row, curves) -> None:
         assert max(m.step for m in client.get_metric_history(run.info.run_id, name)) == row["epochs_completed"]
     diagnostics = json.loads(open(client.download_artifacts(run.info.run_id, "diagnostics.json")).read())
     assert diagnostics["target_eps"] == target
+    assert 0 <= diagnostics["sanity_measured/zero_grad_fraction"] <= 1

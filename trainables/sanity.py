@@ -208,6 +208,17 @@ def gap_metrics(gaps: Iterable[Gap]) -> dict[str, float]:
     return metrics
 
 
+MEASURED_PREFIX = "sanity_measured/"
+
+
+def measured_metrics(m: Measurements) -> dict[str, float]:
+    """The values behind deterministic_logits, no_zero_gradients and adv_in_ball, as numbers to log
+    (sanity_measured/<name>): a failed flag says by how much."""
+    values = {"logits_rel_diff": m.logits_rel_diff, "zero_grad_fraction": m.zero_grad_fraction,
+              "ball_excess": m.ball_excess}
+    return {MEASURED_PREFIX + name: float(value) for name, value in values.items() if value is not None}
+
+
 def _all_or_none(conditions: Iterable[bool]) -> bool | None:
     results = list(conditions)
     return all(results) if results else None

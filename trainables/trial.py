@@ -30,7 +30,7 @@ from trainables.methods import METHODS, Method, TrainSettings
 from trainables.models import ModelSpec, build_model
 from trainables.protocol import CurvePoint, Protocol_, resolve_protocol
 from trainables.provenance import dataset_record
-from trainables.sanity import gap_metrics
+from trainables.sanity import gap_metrics, measured_metrics
 from trainables.selection import RUNG_METRIC, SEARCH_METRIC, STRONG_METRIC, strong_robust_accuracy
 
 
@@ -59,9 +59,10 @@ class TrialResult:
     final_checkpoint: str = "last"  # which weights were evaluated: last | best (on validation)
     evaluated_epoch: int = 0  # the epoch whose weights were evaluated
     collapsed: bool = False  # validation clean accuracy collapsed (trainables.final_weights)
-    # The black-box gaps behind `whitebox_le_blackbox`: shares of the white-box survivors, 95%
-    # intervals, counts (sanity.gap_metrics).
-    blackbox_gaps: dict[str, float] = field(default_factory=dict)
+    # The numbers behind the sanity flags: the black-box gaps of `whitebox_le_blackbox` (shares of
+    # the white-box survivors, 95% intervals, counts: sanity.gap_metrics) and the measured values
+    # of the other checks (sanity.measured_metrics).
+    diagnostics: dict[str, float] = field(default_factory=dict)
     val_strong_robust_acc: float | None = None  # what the search selected on (trainables.selection)
     examples: dict[str, Any] = field(default_factory=dict)  # per test point and attack (evaluate.per_example)
     eval_earlier_cpu_s: float = 0.0  # evaluate.Evaluation.earlier_cpu_s
@@ -218,7 +219,7 @@ def test_metrics(result: TrialResult, extra: dict[str, float]) -> dict[str, Any]
     (e.g. ER's detector)."""
     metrics = dict(test_clean_acc=result.clean_acc, test_robust_acc=result.robust_acc,
                    curve=[p.as_dict() for p in result.curve], sanity=result.sanity, examples=result.examples,
-                   **result.blackbox_gaps, **{f"test_{name}": value for name, value in extra.items()})
+                   **result.diagnostics, **{f"test_{name}": value for name, value in extra.items()})
     if result.autoattack_acc is not None:
         metrics["test_autoattack_acc"] = result.autoattack_acc
         metrics.update({f"test_autoattack_broken/{stage}": float(count)
@@ -351,7 +352,8 @@ def final_evaluation(config: TrialConfig, method: Method, data: Dataset, protoco
         final_checkpoint=config.eval.final_checkpoint,
         evaluated_epoch=evaluated_epoch,
         collapsed=collapsed(history, data.num_classes),
-        blackbox_gaps=gap_metrics(evaluation.measurements.blackbox_gaps),
+        diagnostics={**gap_metrics(evaluation.measurements.blackbox_gaps),
+                     **measured_metrics(evaluation.measurements)},
         examples=evaluation.examples,
         eval_earlier_cpu_s=evaluation.earlier_cpu_s,
     )

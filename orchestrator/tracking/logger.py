@@ -69,11 +69,12 @@ EPS_STEP_SCALE = 1000
 CURVE_PREFIX = "curve/"  # curve/<attack>: accuracy against step = ε × EPS_STEP_SCALE
 AT_TARGET_PREFIX = "test_acc_at_target/"  # test_acc_at_target/<attack>: one attack alone, at the target ε
 # Result keys that are not compared across runs: the black-box gaps behind the sanity flag
-# whitebox_le_blackbox (trainables.sanity.gap_metrics), the target ε (a tag and a param), which
+# whitebox_le_blackbox (trainables.sanity.gap_metrics) and the values the other checks measured
+# (trainables.sanity.measured_metrics), the target ε (a tag and a param), which
 # weights were evaluated (tag orch.evaluated_epoch), and search_robust_acc, what Optuna was told (a
 # copy of val_robust_acc per epoch and of val_strong_robust_acc at the last). A finished trial's
 # go to DIAGNOSTICS_FILE.
-DIAGNOSTIC_PREFIXES = ("blackbox_gap/",)
+DIAGNOSTIC_PREFIXES = ("blackbox_gap/", "sanity_measured/")
 DIAGNOSTIC_KEYS = {"target_eps", "evaluated_epoch", SEARCH_METRIC}
 DIAGNOSTICS_FILE = "diagnostics.json"
 CONFIG_FILE = "config.json"  # a trial's full flat config (TrialConfig.to_flat), as it ran

@@ -57,8 +57,10 @@ def evaluate(model, digits, folder, kill_at: str | None = None, **changes) -> tu
 ])
 def test_an_evaluation_killed_part_way_continues_to_the_same_result(digits, madry, whole, tmp_path, kill_at,
                                                                    continued):
+    started = time.process_time()
     with pytest.raises(Killed):
         evaluate(madry, digits, tmp_path / "cut", kill_at)
+    killed_run_cpu = time.process_time() - started
     resumed, said = evaluate(madry, digits, tmp_path / "cut")
     for start in continued:  # what the killed run finished was read back, not attacked again
         assert any(line.startswith(start) and CONTINUED in line for line in said), (start, said)
@@ -66,6 +68,8 @@ def test_an_evaluation_killed_part_way_continues_to_the_same_result(digits, madr
     assert (resumed.curve, resumed.robust_acc, resumed.autoattack_broken, resumed.sanity) == (
         whole.curve, whole.robust_acc, whole.autoattack_broken, whole.sanity)
     assert resumed.measurements == whole.measurements
+    # Its cost counts what the killed run spent on the attacks it kept (nothing kept: nothing carried).
+    assert 0 < resumed.earlier_cpu_s <= killed_run_cpu and whole.earlier_cpu_s == 0.0
 
 
 def test_another_model_or_evaluation_never_reads_them(digits, madry, tmp_path):
@@ -79,13 +83,3 @@ def test_another_model_or_evaluation_never_reads_them(digits, madry, tmp_path):
     assert all(CONTINUED in line for line in said if line.startswith("attack "))
     assert len(list(tmp_path.iterdir())) == 4  # one folder per (weights, points, plan)
 
-
-def test_a_continued_evaluation_counts_the_cpu_its_interrupted_run_spent_on_what_it_kept(digits, madry, tmp_path):
-    started = time.process_time()
-    with pytest.raises(Killed):
-        evaluate(madry, digits, tmp_path, "attack 5/")
-    killed_run_cpu = time.process_time() - started
-    resumed, _ = evaluate(madry, digits, tmp_path)
-    # Five attacks were kept: the fifth one's progress line is the kill.
-    assert 0 < resumed.earlier_cpu_s <= killed_run_cpu
-    assert evaluate(madry, digits, tmp_path / "fresh")[0].earlier_cpu_s == 0.0

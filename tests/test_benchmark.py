@@ -140,18 +140,19 @@ RECORDS = {preset: Path(__file__).resolve().parents[1] / "docs" / "benchmark" / 
 
 def test_a_search_that_ended_elsewhere_is_adopted_not_run_again(tmp_path):
     """--searches-from with the committed mnist-cpu records: madry's search (ended there) is
-    copied and its chosen configuration is the one its records name; tla, never searched there,
-    is left to search."""
+    copied and its chosen configuration is the one its records name; tla, not searched in the
+    folder given, is left to search."""
     from orchestrator.report.benchmark import BENCHMARKS
     from orchestrator.sweep import benchmark as stages
 
-    root, preset = tmp_path / "continued", BENCHMARKS["mnist-cpu"]
-    adopted = stages.adopt_searches(root, preset, ["madry", "tla"], {}, RECORDS["mnist-cpu"])
+    root, preset, source = tmp_path / "continued", BENCHMARKS["mnist-cpu"], tmp_path / "records"
+    shutil.copytree(RECORDS["mnist-cpu"] / "madry-search", source / "madry-search")  # tla: not searched there
+    adopted = stages.adopt_searches(root, preset, ["madry", "tla"], {}, source)
     assert adopted == ["madry"]
     assert stages.search_ended(root, "madry", preset.trials) and not stages.search_ended(root, "tla", preset.trials)
     chosen = stages.chosen_configuration(root, "madry", preset)
     assert {k: chosen[k] for k in ("embed_dim", "lr", "train_eps")} == {"embed_dim": 16, "lr": 0.001, "train_eps": 0.3}
-    assert stages.adopt_searches(root, preset, ["madry"], {}, RECORDS["mnist-cpu"]) == []  # already its own
+    assert stages.adopt_searches(root, preset, ["madry"], {}, source) == []  # already its own
 
 
 def test_a_search_run_with_other_settings_is_refused_in_one_line_and_nothing_is_written(tmp_path, monkeypatch):

@@ -49,6 +49,7 @@ from orchestrator.tracking.runs import child_runs
 from trainables.config import TrialConfig
 from trainables.protocol import resolve_protocol
 from trainables.selection import SEARCH_METRIC
+from trainables.sanity import MEASURED_PREFIX
 
 # A trial's final checkpoint: a logged model tagged CHECKPOINT_TAG (sweeps before logged
 # models, and writes buffered while the server was away, put it under the run's artifact
@@ -74,7 +75,7 @@ AT_TARGET_PREFIX = "test_acc_at_target/"  # test_acc_at_target/<attack>: one att
 # weights were evaluated (tag orch.evaluated_epoch), and search_robust_acc, what Optuna was told (a
 # copy of val_robust_acc per epoch and of val_strong_robust_acc at the last). A finished trial's
 # go to DIAGNOSTICS_FILE.
-DIAGNOSTIC_PREFIXES = ("blackbox_gap/", "sanity_measured/")
+DIAGNOSTIC_PREFIXES = ("blackbox_gap/", MEASURED_PREFIX)
 DIAGNOSTIC_KEYS = {"target_eps", "evaluated_epoch", SEARCH_METRIC}
 DIAGNOSTICS_FILE = "diagnostics.json"
 CONFIG_FILE = "config.json"  # a trial's full flat config (TrialConfig.to_flat), as it ran

@@ -68,6 +68,11 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
     # The search's cost is known although --cpus-per-trial was left to its default.
     costs = {r["method"]: r["search_core_s"] for r in csv.DictReader((root / "benchmark.csv").open())}
     assert all(float(costs[method]) > 0 for method in ("madry", "trades")), costs
+    # Each fresh seed's own numbers, one row per (method, seed) that trained.
+    trained = pq.read_table(root / "madry-seeds" / "trials.parquet").to_pandas()
+    by_seed = [r for r in csv.DictReader((root / "benchmark_seeds.csv").open()) if r["method"] == "madry"]
+    assert sorted(int(r["seed"]) for r in by_seed) == sorted(trained["seed"]), by_seed
+    assert all(0 <= float(r["worst"]) <= float(r["clean"]) <= 1 for r in by_seed), by_seed
 
     # The leaderboard comes from the records: a copy of madry's is madry again.
     twin = tmp_path / "twin"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.report.leaderboard import RecordsMismatch, leaderboard, outcome_matrices
+from orchestrator.report.leaderboard import RecordsMismatch, leaderboard, outcome_matrices, per_seed
 
 TARGET = 0.1
 
@@ -145,3 +145,18 @@ def test_a_p_value_too_small_for_a_float_is_shown_as_a_bound_not_zero():
     p_value = board[board["method"] == "standard"].iloc[0]["comparison"].p_value
     assert p_text(p_value) == "<1e-300"
     assert p_text(7.9e-26) == "=7.9e-26"
+
+
+def test_each_seed_is_shown_with_its_own_numbers_and_the_spread():
+    """Seed 11's model (the records' first rows) lost 3 of 4 points, seed 10's none: each keeps its
+    own numbers, in seed order, and the spread is the gap between them."""
+    from orchestrator.report.benchmark import seed_cells
+    ok = np.ones((2, 4), dtype=bool)
+    pgd = ok.copy()
+    pgd[0, :3] = False
+    table = per_seed(records("m", {("clean", 0.0): ok, ("pgd", TARGET): pgd, ("autoattack", TARGET): ok},
+                             seeds=(11, 10)), TARGET)
+    assert table[["seed", "clean", "autoattack", "worst"]].values.tolist() == [[10, 1.0, 1.0, 1.0],
+                                                                              [11, 1.0, 1.0, 0.25]]
+    assert seed_cells([{"method": "m"}], table) == [["m", "10, 11", "100.0 / 100.0", "100.0 / 100.0",
+                                                     "100.0 / 25.0", "75.0"]]

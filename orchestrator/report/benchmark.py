@@ -14,10 +14,11 @@ import pandas as pd
 
 from orchestrator.records import examples, parquet
 from orchestrator.report import blackbox, draw, html
-from orchestrator.report.leaderboard import Estimate, estimate, leaderboard, outcome_matrices
+from orchestrator.report.leaderboard import METRICS, Estimate, estimate, leaderboard, outcome_matrices, per_seed
 from search_spaces import SPACES
 
 TABLE_FILE, CSV_FILE, HTML_FILE = "benchmark.md", "benchmark.csv", "benchmark.html"
+SEEDS_CSV_FILE = "benchmark_seeds.csv"
 REFERENCE = "madry"
 
 
@@ -171,19 +172,46 @@ LEGEND = ("Test accuracy in %, mean over seeds and test points, at the target ε
           "processes. Paper's claim: its own model and protocol, not comparable with these numbers.")
 
 
+SEEDS_HEADER = ["method", "seeds", "clean", "AutoAttack alone", "worst case", "worst case: best − worst seed"]
+SEEDS_LEGEND = ("Each seed's own accuracy at the target ε over the same test points, in %, seeds in increasing "
+                "order. The spread says how far one configuration's seeds fall apart; the intervals above "
+                "include it.")
+
+
+def seed_cells(board: list[dict[str, Any]], seeds: pd.DataFrame) -> list[list[str]]:
+    """Per method, in the leaderboard's order: the seeds and each metric seed by seed."""
+    out = []
+    for r in board:
+        mine = seeds[seeds["method"] == r["method"]]
+        by_metric = [" / ".join("—" if np.isnan(v) else f"{100 * v:.1f}" for v in mine[m]) for m in METRICS]
+        spread = mine["worst"].max() - mine["worst"].min()
+        out.append([r["method"], ", ".join(map(str, mine["seed"])), *by_metric, f"{100 * spread:.1f}"])
+    return out
+
+
 def write(root: Path, title: str, board: list[dict[str, Any]], records: pd.DataFrame,
           target_eps: float) -> list[Path]:
-    """benchmark.md/.csv/.html and the figures in `root`."""
+    """benchmark.md/.csv/.html, the per-seed CSV and the figures in `root`."""
     table = [cells(r) for r in board]
+    seeds = per_seed(records, target_eps)
+    by_seed = seed_cells(board, seeds)
     (root / TABLE_FILE).write_text("\n".join([
-        title, "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),
-        *("| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table), "", LEGEND, ""]))
+        title, "", *_markdown(HEADER, table), "", LEGEND, "", "Per seed:", "", *_markdown(SEEDS_HEADER, by_seed),
+        "", SEEDS_LEGEND, ""]))
     _write_csv(root / CSV_FILE, board)
+    seeds.to_csv(root / SEEDS_CSV_FILE, index=False)
     figures = _figures(root, board, records, target_eps)
     shown = html.table(HEADER, table, ["untrusted" if r["flags"] else "" for r in board]) + html.paragraph(LEGEND)
     shown += "".join(html.figure(path, caption) for path, caption in figures)
-    (root / HTML_FILE).write_text(html.page("orch benchmark", title, [("Leaderboard", shown)]))
-    return [root / TABLE_FILE, root / CSV_FILE, root / HTML_FILE, *(p for p, _ in figures)]
+    per_seed_section = html.table(SEEDS_HEADER, by_seed) + html.paragraph(SEEDS_LEGEND)
+    (root / HTML_FILE).write_text(html.page("orch benchmark", title,
+                                            [("Leaderboard", shown), ("Per seed", per_seed_section)]))
+    return [root / TABLE_FILE, root / CSV_FILE, root / HTML_FILE, root / SEEDS_CSV_FILE, *(p for p, _ in figures)]
+
+
+def _markdown(header: list[str], table: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table)]
 
 
 def _write_csv(path: Path, board: list[dict[str, Any]]) -> None:

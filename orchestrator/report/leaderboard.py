@@ -132,6 +132,20 @@ def compare(method: np.ndarray, reference: np.ndarray, rng: np.random.Generator)
     return Comparison(difference, p_value, verdict)
 
 
+def per_seed(records: pd.DataFrame, target_eps: float) -> pd.DataFrame:
+    """One row per (method, seed): its clean, AutoAttack-alone and worst-case accuracy at the
+    target ε over the test points. The pooled intervals hide how far seeds of one configuration
+    fall apart (1-2 points of robust accuracy is usual); this shows it."""
+    matrices = outcome_matrices(records, target_eps)
+    rows = []
+    for method, outcomes in matrices.items():
+        seeds = sorted(records.loc[records["method"] == method, "seed"].unique())  # outcome_matrices' order
+        rows += [{"method": method, "seed": int(seed),
+                  **{metric: float(np.mean(outcomes[metric][i])) for metric in METRICS}}
+                 for i, seed in enumerate(seeds)]
+    return pd.DataFrame(rows, columns=["method", "seed", *METRICS])
+
+
 def leaderboard(records: pd.DataFrame, target_eps: float, reference: str = "madry",
                 seed: int = 0) -> pd.DataFrame:
     """One row per method: seeds, points, each metric's Estimate, and its Comparison with the

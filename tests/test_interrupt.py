@@ -71,6 +71,9 @@ def test_ctrl_c_and_sigterm_mid_trial_then_resume_finish_the_trial_once(tmp_path
 
     resumed = _orch(tmp_path, "madry", "--name", "stop", "--resume")
     resumed.lines_until(lambda line: f"/{EPOCHS}:" in line, timeout_s=600)  # its first epoch after the checkpoint
+    parent, [child] = _runs(tmp_path)  # running again: neither still reads as interrupted
+    assert (child.info.status, child.data.tags["orch.status"]) == ("RUNNING", "RUNNING")
+    assert (parent.info.status, parent.data.tags["orch.status"]) == ("RUNNING", "RUNNING")
     resumed.process.send_signal(signal.SIGTERM)  # the driver alone, as `kill` or a scheduler does
     _stopped_mid_trial(tmp_path, resumed, 143)
 

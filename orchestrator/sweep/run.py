@@ -35,7 +35,7 @@ from orchestrator.sweep.trainable import trainable
 from orchestrator.tracking.client import BufferedMlflow, bound_http_retries, is_transient, report_unlogged
 from orchestrator.tracking.logger import MlflowLogger
 from orchestrator.tracking.runs import (
-    best_trial_record, child_runs, end_interrupted_runs, experiment_name, open_experiment)
+    RUNNING, best_trial_record, child_runs, end_interrupted_runs, experiment_name, open_experiment, reopen)
 from orchestrator.tracking.store import create_store
 from trainables.selection import RUNG_METRIC, STRONG_METRIC
 
@@ -138,7 +138,7 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
     """(experiment id, parent run id): created for a new sweep (the server was checked at the
     start, so failing here is loud), reopened for a resumed one."""
     if request.resume:
-        mlflow.update_run(request.resume.parent_run_id, status="RUNNING")
+        reopen(mlflow, request.resume.parent_run_id)
         return request.resume.experiment_id, request.resume.parent_run_id
     request.sweep_dir.mkdir(parents=True)
     client = mlflow.client
@@ -149,7 +149,7 @@ def _open_parent(mlflow: BufferedMlflow, request: SweepRequest) -> tuple[str, st
             "model": request.base["model"], "objective": request.objective,
             "eval_profile": request.info.eval_profile,
             "orch.upper_bound": str(request.info.is_upper_bound({})).lower(),
-            "seeds": str(request.seeds), "orch.role": "sweep"}).info.run_id
+            "seeds": str(request.seeds), "orch.role": "sweep", **RUNNING}).info.run_id
     _log_search_space(client, parent_id, request)
     save_sweep(request.sweep_dir, SavedSweep(request.settings, experiment_id, parent_id, request.cpus_per_trial))
     return experiment_id, parent_id

@@ -45,7 +45,7 @@ from orchestrator.records.results import (
 )
 from orchestrator.report import draw
 from orchestrator.tracking.client import BufferedMlflow, is_transient, report_unlogged
-from orchestrator.tracking.runs import child_runs
+from orchestrator.tracking.runs import RUNNING, child_runs, reopen
 from trainables.config import TrialConfig
 from trainables.protocol import resolve_protocol
 from trainables.selection import SEARCH_METRIC
@@ -228,7 +228,7 @@ class MlflowLogger(tune.Callback):
         if trial.trial_id in self.run_ids:  # resumed, or retried after a failure
             if not self._already_final(trial):
                 self._note_logged_epochs(trial.trial_id)
-                self.client.update_run(self.run_ids[trial.trial_id], status="RUNNING")
+                reopen(self.client, self.run_ids[trial.trial_id])
             return
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
@@ -237,6 +237,7 @@ class MlflowLogger(tune.Callback):
             "eval_profile": self.info.profile_of(trial.config),
             "orch.upper_bound": str(self.info.is_upper_bound(trial.config)).lower(),
             "config_id": config_id(trial.config), "seed": str(trial.config.get(SEED_KEY, self.info.seed)),
+            **RUNNING,
         }
         flat = {**self.base_params, **trial.config}
         params = {**{k: flat[k] for k in SHOWN_SETTINGS if k in flat}, **trial.config,

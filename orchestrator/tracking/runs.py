@@ -42,6 +42,18 @@ def child_runs(client, experiment_id: str, parent_run_id: str) -> dict[str, Any]
             return runs
 
 
+# orch.status while a run runs (set when it is created, and again when --resume reopens it):
+# a resumed run must not keep the INTERRUPTED or FAILED of its last end, or a runs table filtered
+# on the tag counts a running trial as interrupted.
+RUNNING = {"orch.status": "RUNNING"}
+
+
+def reopen(client, run_id: str) -> None:
+    """A resumed run runs again, for MLflow and for orch.status."""
+    client.update_run(run_id, status="RUNNING")
+    client.set_tag(run_id, "orch.status", RUNNING["orch.status"])
+
+
 def end_interrupted_runs(client, experiment_id: str, parent_run_id: str) -> int:
     """The runs of trials that were in flight end KILLED, tagged INTERRUPTED, and are kept: the
     resumed sweep continues them. Returns how many."""

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST
-from trainables.sanity import CHECKS
+from trainables.sanity import BALL_TOL, CHECKS, LOGITS_RTOL, MEASURE_OF, ZERO_GRAD_MAX_FRACTION
 from orchestrator.cli import main
 
 pytestmark = pytest.mark.integration
@@ -34,6 +34,10 @@ def test_standard_profile_writes_autoattack_rows_and_sanity_columns(madry_standa
     for check in (*CHECKS, "trusted"):
         assert f"sanity_{check}" in trial
     assert isinstance(trial["sanity_trusted"], bool)
+    # Beside three flags, the value each judged: the flag is that value against its threshold.
+    limits = {"deterministic_logits": LOGITS_RTOL, "no_zero_gradients": ZERO_GRAD_MAX_FRACTION, "adv_in_ball": BALL_TOL}
+    for check, name in MEASURE_OF.items():
+        assert trial[f"sanity_{check}"] == (trial[f"measured_{name}"] <= limits[check]), (check, trial)
     # AutoAttack runs at the target ε; its ε = 0 row is the clean accuracy (the curve's origin).
     (at_target,) = [r for r in autoattack if r["eps"] == pytest.approx(trial["target_eps"])]
     assert trial["autoattack_acc"] == pytest.approx(at_target["accuracy"])

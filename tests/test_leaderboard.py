@@ -160,3 +160,13 @@ def test_each_seed_is_shown_with_its_own_numbers_and_the_spread():
                                                                               [11, 1.0, 1.0, 0.25]]
     assert seed_cells([{"method": "m"}], table) == [["m", "10, 11", "100.0 / 100.0", "100.0 / 100.0",
                                                      "100.0 / 25.0", "75.0"]]
+
+
+def test_a_failed_flag_says_the_value_it_judged_on_the_seeds_it_failed():
+    """Zero-gradient pixels on 36%, 41% and 2% of the input: failed on two seeds, and the flag says
+    by how much there; records without the values say the count alone."""
+    from orchestrator.report.benchmark import _flags
+    trials = pd.DataFrame({"seed": [1, 2, 3], "sanity_no_zero_gradients": [False, False, True],
+                           "measured_zero_grad_fraction": [0.36, 0.41, 0.02]})
+    assert _flags(trials, {}) == ["no_zero_gradients (2/3 seeds; zero_grad_fraction 0.36-0.41)"]
+    assert _flags(trials.drop(columns="measured_zero_grad_fraction"), {}) == ["no_zero_gradients (2/3 seeds)"]

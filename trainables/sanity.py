@@ -209,13 +209,15 @@ def gap_metrics(gaps: Iterable[Gap]) -> dict[str, float]:
 
 
 MEASURED_PREFIX = "sanity_measured/"
+# The check each measured value decides (the value judged against its threshold).
+MEASURE_OF = {"deterministic_logits": "logits_rel_diff", "no_zero_gradients": "zero_grad_fraction",
+              "adv_in_ball": "ball_excess"}
 
 
 def measured_metrics(m: Measurements) -> dict[str, float]:
     """The values behind deterministic_logits, no_zero_gradients and adv_in_ball, as numbers to log
     (sanity_measured/<name>): a failed flag says by how much."""
-    values = {"logits_rel_diff": m.logits_rel_diff, "zero_grad_fraction": m.zero_grad_fraction,
-              "ball_excess": m.ball_excess}
+    values = {name: getattr(m, name) for name in MEASURE_OF.values()}
     return {MEASURED_PREFIX + name: float(value) for name, value in values.items() if value is not None}
 
 

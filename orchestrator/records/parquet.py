@@ -13,9 +13,10 @@ from typing import Any, Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trainables.sanity import CHECKS
+from trainables.sanity import CHECKS, MEASURE_OF
 
-SCHEMA_VERSION = "2"  # 2: AutoAttack alone, its own checks as sanity_autoattack_*, CPU-seconds
+# 2: AutoAttack alone, its own checks as sanity_autoattack_*, CPU-seconds; 3: measured_* values
+SCHEMA_VERSION = "3"
 CURVES_FILE = "curves.parquet"
 TRIALS_FILE = "trials.parquet"
 
@@ -57,6 +58,8 @@ TRIAL_OUTCOME = [
     ("eval_cpu_s", pa.float64()),  # ... and the final test evaluation
     # trainables.sanity: True/False, null where a check did not run; sanity_trusted = all that ran.
     *[(f"sanity_{check}", pa.bool_()) for check in (*CHECKS, "trusted")],
+    # The value each of three checks judged (trainables.sanity.MEASURE_OF), null where not measured.
+    *[(f"measured_{name}", pa.float64()) for name in MEASURE_OF.values()],
 ]
 
 

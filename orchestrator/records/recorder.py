@@ -12,7 +12,7 @@ from ray import tune
 from orchestrator.records import examples, parquet
 from orchestrator.records.results import (
     SEED_KEY, SweepInfo, collapse_warning, config_id, curve_of, epoch_metrics, error_line, failed_checks,
-    final_weights_of, is_final, sanity_columns)
+    final_weights_of, is_final, measured_columns, sanity_columns)
 from trainables.selection import RUNG_METRIC, STRONG_METRIC
 
 
@@ -111,6 +111,7 @@ class ParquetRecorder(tune.Callback):
             "eval_profile": self.info.profile_of(trial.config),
             "robust_is_upper_bound": self.info.is_upper_bound(trial.config),
             **sanity_columns(result),
+            **measured_columns(result),
             **final_weights_of(result),
         }
         parquet.upsert(self.sweep_dir / parquet.TRIALS_FILE, [row], "trials")

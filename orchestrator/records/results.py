@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.evaluate import UPPER_BOUND_PROFILES
+from trainables.sanity import MEASURE_OF, MEASURED_PREFIX
 from trainables.selection import STRONG_METRIC
 
 SEED_KEY = "seed"
@@ -104,6 +105,11 @@ def sanity_of(result: dict[str, Any]) -> dict[str, bool | None]:
 def sanity_columns(result: dict[str, Any]) -> dict[str, bool | None]:
     """trials.parquet columns sanity_<check> (True/False, null when the check did not run)."""
     return {f"sanity_{name}": value for name, value in sanity_of(result).items()}
+
+
+def measured_columns(result: dict[str, Any]) -> dict[str, float | None]:
+    """trials.parquet columns measured_<name>: the values trainables.sanity.measured_metrics reported."""
+    return {f"measured_{name}": result.get(MEASURED_PREFIX + name) for name in MEASURE_OF.values()}
 
 
 def failed_checks(result: dict[str, Any]) -> list[str]:

@@ -16,6 +16,7 @@ from orchestrator.records import examples, parquet
 from orchestrator.report import blackbox, draw, html
 from orchestrator.report.leaderboard import METRICS, Estimate, estimate, leaderboard, outcome_matrices, per_seed
 from search_spaces import SPACES
+from trainables.sanity import MEASURE_OF
 
 TABLE_FILE, CSV_FILE, HTML_FILE = "benchmark.md", "benchmark.csv", "benchmark.html"
 SEEDS_CSV_FILE = "benchmark_seeds.csv"
@@ -110,7 +111,20 @@ def _flags(trials: pd.DataFrame, rejudged: dict[str, int]) -> list[str]:
     failed.update(rejudged)
     if "collapsed" in trials:
         failed["collapsed"] = int(trials["collapsed"].fillna(False).astype(bool).sum())
-    return [f"{name} ({count}/{len(trials)} seeds)" for name, count in failed.items() if count]
+    return [f"{name} ({count}/{len(trials)} seeds{_measured(trials, name)})" for name, count in failed.items() if count]
+
+
+def _measured(trials: pd.DataFrame, check: str) -> str:
+    """'; zero_grad_fraction 0.36-0.41': the value a failed check judged, over the seeds it
+    failed on, where the records carry it (trials written before they did: nothing)."""
+    column = f"measured_{MEASURE_OF[check]}" if check in MEASURE_OF else None
+    if column not in trials:
+        return ""
+    values = trials.loc[trials[f"sanity_{check}"] == False, column].dropna()  # noqa: E712
+    if values.empty:
+        return ""
+    low, high = f"{values.min():.2g}", f"{values.max():.2g}"
+    return f"; {MEASURE_OF[check]} {low}" + (f"-{high}" if high != low else "")
 
 
 def _claim(method: str, key: str) -> str:

@@ -178,8 +178,7 @@ def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int |
                f"{settings.test_examples or 'all'} test points per method")
     started = time.time()
     stages.run(root, settings, chosen, given, campaign_resume_command(root))
-    written = write_leaderboard([root], root, f"`orch benchmark {preset}` ({root.name}): {settings.why}")
-    rows, _, _, dataset = board.build([root])
+    written, rows, dataset = write_leaderboard([root], root, f"`orch benchmark {preset}` ({root.name}): {settings.why}")
     log_leaderboard(given["tracking_uri"], root.name, dataset, rows, written)
     click.echo(f"[orch] done in {time.time() - started:.0f} s: " + ", ".join(str(p) for p in written[:3]))
 
@@ -192,11 +191,12 @@ def leaderboard(benchmark_dirs: tuple[str, ...], output: str) -> None:
     """One leaderboard from several benchmark folders' per-example records (e.g. one method per
     machine or day), refused when they were measured on different test points or ε."""
     write_leaderboard([Path(d) for d in benchmark_dirs], Path(output),
-                      "orch leaderboard of " + ", ".join(Path(d).name for d in benchmark_dirs))
+                      "orch leaderboard of " + ", ".join(benchmark_dirs))
 
 
-def write_leaderboard(dirs: list[Path], out: Path, title: str) -> list[Path]:
-    """Writes and prints the leaderboard of `dirs` into `out`; BadInput when they cannot merge."""
+def write_leaderboard(dirs: list[Path], out: Path, title: str) -> tuple[list[Path], list[dict], str]:
+    """Writes and prints the leaderboard of `dirs` into `out`: (files written, its rows, the
+    dataset); BadInput when they cannot merge."""
     # Lazy (see the module docstring): pandas, scipy, matplotlib.
     from orchestrator.report import benchmark as board
     from orchestrator.report.leaderboard import RecordsMismatch
@@ -205,13 +205,14 @@ def write_leaderboard(dirs: list[Path], out: Path, title: str) -> list[Path]:
     if missing:
         raise BadInput(f"{missing[0]} is not a folder")
     try:
-        rows, records, target, _ = board.build(dirs)
+        rows, records, target, dataset = board.build(dirs)
     except (board.BenchmarkError, RecordsMismatch) as error:
         raise BadInput(str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
+    title += f" ({dataset} test split, target ε {target:g})"
     written = board.write(out, title, rows, records, target)
     click.echo("\n" + written[0].read_text())
-    return written
+    return written, rows, dataset
 
 
 def campaign_resume_command(root: Path) -> str:

@@ -352,3 +352,15 @@ def test_sweep_rejects_bad_objective_and_seeds(flag, value, tmp_path):
                                        "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
     assert result.exit_code == 2 and result.output.startswith(f"orch: error: {flag}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
+    """A regenerated figure that did not change must not differ in git (a PDF's creation date would)."""
+    def draw_into(folder: Path) -> list[bytes]:
+        fig = figures.plt.figure()
+        fig.gca().plot([0, 1], [1, 0])
+        return [path.read_bytes() for path in figures.save(fig, folder, "line")]
+
+    first = draw_into(tmp_path / "a")
+    time.sleep(1.1)  # the creation date's resolution is a second
+    assert draw_into(tmp_path / "b") == first

@@ -69,8 +69,9 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     """name.png and name.pdf in folder; the figure is closed (pyplot keeps figures alive)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=DPI)
+    fig.savefig(paths[0], dpi=DPI)
+    # No creation date: the same figure is the same bytes, so a regenerated one only differs in git when it changed.
+    fig.savefig(paths[1], dpi=DPI, metadata={"CreationDate": None})
     plt.close(fig)
     return paths
 

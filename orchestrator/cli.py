@@ -122,10 +122,12 @@ def reproduce(preset: str, methods: str | None, model: str | None, epochs: int |
 @click.option("--epochs", default=None, type=int, help="Epochs of every trial (default: the preset's).")
 @click.option("--test-examples", default=None, type=int,
               help="The first T test points, the same for every method (0: the whole test split; default: the preset's).")
-@click.option("--searches-from", default=None, type=click.Path(file_okay=False),
-              help="A benchmark folder or its committed records: each method whose search ended there (METHOD-search/ "
-                   "with sweep.json and trials.parquet) is not searched again, its search is copied; refused when "
-                   "it ran with other settings. Continues a benchmark on another machine.")
+@click.option("--continue-from", default=None, type=click.Path(file_okay=False),
+              help="A benchmark folder or its committed records, from another machine: each method whose search "
+                   "ended there (METHOD-search/ with sweep.json and trials.parquet) is not searched again, its "
+                   "search is copied (refused when it ran with other settings); the attacks its seeds' "
+                   "evaluations finished there (METHOD-evaluations/) are copied too, and a seed re-trained to "
+                   "the same weights continues its evaluation from them.")
 @shared("data_dir", "gpus", "gpus_per_trial", "cpus_per_trial", "address", "seed", "name", "results_dir",
         "tracking_uri", "surrogate_cache", "resume",
         name={"help": "Folder under --results-dir. Default: benchmark-PRESET-YYYYmmdd-HHMMSS."},
@@ -136,7 +138,7 @@ def reproduce(preset: str, methods: str | None, model: str | None, epochs: int |
         resume={"help": "Continue benchmark --name: finished searches and seeds are kept, an interrupted "
                         "sweep continues from its checkpoints."})
 def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int | None, epochs: int | None,
-              test_examples: int | None, searches_from: str | None, name: str | None, results_dir: str,
+              test_examples: int | None, continue_from: str | None, name: str | None, results_dir: str,
               tracking_uri: str | None, resume: bool, **given) -> None:
     """Search every method on PRESET (digits, mnist-cpu, mnist, cifar10) with the same budget,
     re-train each one's best configuration (chosen on validation) on fresh seeds, evaluate them on
@@ -168,11 +170,11 @@ def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int |
     if not resume:  # every search checked (data, cluster, tracking) before anything is written
         campaign.plan((stages.search_dir(root, m), lambda m=m: stages.search_settings(settings, m, root, given))
                       for m in chosen)
-    if searches_from and not resume:  # refused before the benchmark's folder is made
-        stages.searches_to_adopt(root, settings, chosen, given, Path(searches_from))
+    if continue_from and not resume:  # refused before the benchmark's folder is made
+        stages.searches_to_adopt(root, settings, chosen, given, Path(continue_from))
     settings, chosen = stages.saved_preset(root, settings, chosen, resume)
-    for method in stages.adopt_searches(root, settings, chosen, given, Path(searches_from)) if searches_from else ():
-        click.echo(f"[orch] {method}: its search ended in {searches_from}; not searched again")
+    if continue_from:
+        stages.continue_from(root, settings, chosen, given, Path(continue_from))
     click.echo(f"[orch] benchmark {preset} into {root}: {', '.join(chosen)}; {settings.trials} trials, "
                f"{settings.seeds} fresh seeds, {settings.epochs} epochs, "
                f"{settings.test_examples or 'all'} test points per method")

@@ -97,6 +97,12 @@ SWEEP = (
            help="Folder where the transfer attack's surrogate (a PGD-trained model, standard and full "
                 "profiles) is kept once trained and loaded by every later trial of the same setup. "
                 "Default: RESULTS_DIR/surrogates."),
+    Option("evaluations_dir", "--evaluations-dir", None, to="config:eval_progress_dir",
+           help="Folder where each trial's final evaluation keeps every attack it finished, so a trial "
+                "killed during it continues from there. Inside, an evaluation's folder is named by a hash "
+                "of the weights attacked, the test points and the attack plan, so sweeps (and machines, "
+                "once it is copied) may share one: a model trained to the same weights is not attacked "
+                "again. Default: RESULTS_DIR/NAME/evaluations."),
     Option("tracking_uri", "--tracking-uri", None, to="request:tracking_uri",
            help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."),
     Option("seed", "--seed", 0, to="config:seed",

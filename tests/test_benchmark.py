@@ -51,6 +51,9 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
         records = pq.read_table(root / f"{method}-seeds" / "examples.parquet").to_pandas()
         assert sorted(records["index"].unique()) == list(range(40))
         assert not records.duplicated(["trial_id", "attack", "path", "eps", "index"]).any()
+        # The seeds' finished attacks are kept beside the sweeps, where --continue-from finds them.
+        assert any((root / f"{method}-evaluations").rglob("*.pt"))
+        assert not (root / f"{method}-seeds" / "evaluations").exists()
     client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
     experiment = client.get_experiment_by_name("orch-digits")
     runs = client.search_runs([experiment.experiment_id])
@@ -144,7 +147,7 @@ RECORDS = {preset: Path(__file__).resolve().parents[1] / "docs" / "benchmark" / 
 
 
 def test_a_search_that_ended_elsewhere_is_adopted_not_run_again(tmp_path):
-    """--searches-from with the committed mnist-cpu records: madry's search (ended there) is
+    """--continue-from with the committed mnist-cpu records: madry's search (ended there) is
     copied and its chosen configuration is the one its records name; tla, not searched in the
     folder given, is left to search."""
     from orchestrator.report.benchmark import BENCHMARKS
@@ -160,13 +163,33 @@ def test_a_search_that_ended_elsewhere_is_adopted_not_run_again(tmp_path):
     assert stages.adopt_searches(root, preset, ["madry"], {}, source) == []  # already its own
 
 
+def test_the_attacks_of_an_evaluation_cut_short_elsewhere_are_carried_over(tmp_path):
+    """--continue-from copies METHOD-evaluations/ (kept by a benchmark stopped mid-evaluation on
+    another machine) file by file, never over what this benchmark kept itself."""
+    from orchestrator.report.benchmark import BENCHMARKS
+    from orchestrator.sweep import benchmark as stages
+
+    root, preset, source = tmp_path / "here", BENCHMARKS["mnist-cpu"], tmp_path / "records"
+    for name, text in (("0123/001-pgd-predict-0.1.pt", "there"), ("0123/002-cw-predict-0.1.pt", "there"),
+                       ("4567/001-pgd-predict-0.1.pt", "there")):
+        (source / "tla-evaluations" / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / "tla-evaluations" / name).write_text(text)
+    (root / "tla-evaluations" / "0123").mkdir(parents=True)
+    (root / "tla-evaluations" / "0123" / "002-cw-predict-0.1.pt").write_text("here")
+    assert stages.adopt_evaluations(root, preset, ["madry", "tla"], source) == {"tla": 2}
+    kept = {str(p.relative_to(root)): p.read_text() for p in root.rglob("*.pt")}
+    assert kept == {"tla-evaluations/0123/001-pgd-predict-0.1.pt": "there",
+                    "tla-evaluations/0123/002-cw-predict-0.1.pt": "here",
+                    "tla-evaluations/4567/001-pgd-predict-0.1.pt": "there"}
+
+
 def test_a_search_run_with_other_settings_is_refused_in_one_line_and_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["benchmark", "digits", "--methods", "madry", "--epochs", "5",
-                                       "--searches-from", str(RECORDS["digits"])])
+                                       "--continue-from", str(RECORDS["digits"])])
     assert result.exit_code == 2, result.output
     assert len(result.stderr.splitlines()) == 1
-    assert result.stderr.startswith("orch: error: --searches-from: ") and "epochs=10" in result.stderr
+    assert result.stderr.startswith("orch: error: --continue-from: ") and "epochs=10" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

@@ -3,6 +3,7 @@ cascade too, and computes exactly what the uninterrupted evaluation computes
 (trainables.kept_attacks)."""
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 
@@ -83,3 +84,17 @@ def test_another_model_or_evaluation_never_reads_them(digits, madry, tmp_path):
     assert all(CONTINUED in line for line in said if line.startswith("attack "))
     assert len(list(tmp_path.iterdir())) == 4  # one folder per (weights, points, plan)
 
+
+
+def test_a_copy_continues_a_model_re_trained_to_the_same_weights(digits, madry, whole, tmp_path):
+    """What `orch benchmark --continue-from` relies on: the folder kept on one machine, copied to
+    another, where the seed is trained again from scratch (the same recipe, the same threads)."""
+    with pytest.raises(Killed):
+        evaluate(madry, digits, tmp_path / "there", "attack 3/")
+    shutil.copytree(tmp_path / "there", tmp_path / "here")
+    again = train_method(digits, "madry", epochs=2, train_steps=3, train_eps=0.2)
+    resumed, said = evaluate(again, digits, tmp_path / "here")
+    for start in ("attack 1/", "attack 2/", "attack 3/"):
+        assert any(line.startswith(start) and CONTINUED in line for line in said), (start, said)
+    assert not any(line.startswith("attack 4/") and CONTINUED in line for line in said)
+    assert resumed.examples == whole.examples

@@ -27,6 +27,7 @@ EXAMPLES = {
     "name": ["--name", "walked"],
     "results_dir": ["--results-dir", "TMP/elsewhere"],
     "surrogate_cache": ["--surrogate-cache", "kept"],
+    "evaluations_dir": ["--evaluations-dir", "attacked"],
     "tracking_uri": ["--tracking-uri", "sqlite:///TMP/other.db"],
     "seed": ["--seed", "5"],
     "sets": ["--set", "lr=0.002"],
@@ -76,6 +77,7 @@ def _expected(name: str, typed: str, tmp_path: Path):
         "dataset": "npz", "compile_model": True, "sets": {"lr": 0.002},
         "data_dir": str(tmp_path / "data" / "mnist.npz"),  # absolute: trials run elsewhere
         "surrogate_cache": str(tmp_path / "kept"),
+        "evaluations_dir": str(tmp_path / "attacked"),  # absolute, like the surrogate's folder
         "results_dir": Path(typed), "storage": typed,
     }
     if name in special:

@@ -11,7 +11,9 @@ Per method, under `<results-dir>/<name>/`:
    seed + 1, + 2, ...), each evaluated once with the standard profile on the first T test points,
    its per-example outcomes recorded in examples.parquet.
 A stage that finished is never run again: `--resume --name NAME` continues where a kill left
-off, a search or seed sweep that was interrupted continues from its checkpoints.
+off, a search or seed sweep that was interrupted continues from its checkpoints. On another
+machine, `--continue-from` takes the searches that ended and the attacks the seeds' evaluations
+finished (`<method>-evaluations/`) from a copy of the folder or its committed records.
 """
 from __future__ import annotations
 
@@ -40,6 +42,13 @@ def seeds_dir(root: Path, method: str) -> Path:
     return root / f"{method}-seeds"
 
 
+def evaluations_dir(root: Path, method: str) -> Path:
+    """Where the fresh seeds' final evaluations keep their finished attacks: beside the sweeps,
+    not in them, so that a copy (committed records) can be carried into a new benchmark folder
+    before its seeds sweep exists."""
+    return root / f"{method}-evaluations"
+
+
 def _settings(preset: BenchmarkPreset, method: str, root: Path, name: str, sets: list[str],
               given: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return {**options.defaults(), "method": method, "dataset": preset.dataset, "model": preset.model,
@@ -60,7 +69,7 @@ def seeds_settings(preset: BenchmarkPreset, method: str, root: Path, chosen: dic
     fixed = [f"{key}={value}" for key, value in chosen.items()]
     return _settings(preset, method, root, seeds_dir(root, method).name, fixed, given,
                      trials=1, seeds=preset.seeds, epochs=preset.epochs, scheduler="fifo",
-                     seed=given.get("seed", 0) + 1)
+                     seed=given.get("seed", 0) + 1, evaluations_dir=str(evaluations_dir(root, method)))
 
 
 def search_ended(root: Path, method: str, trials: int) -> bool:
@@ -105,12 +114,12 @@ def searches_to_adopt(root: Path, preset: BenchmarkPreset, methods: list[str], g
         try:
             saved = load_sweep(found).settings
         except ValueError as error:
-            raise campaign.BadInput(f"--searches-from: {error}") from None
+            raise campaign.BadInput(f"--continue-from: {error}") from None
         expected = search_settings(preset, method, root, given)
         differ = [key for key in SAME_SEARCH if json.loads(json.dumps(expected[key])) != saved.get(key)]
         if differ:
             key = differ[0]
-            raise campaign.BadInput(f"--searches-from: {found} ran with {key}={saved.get(key)}, this benchmark "
+            raise campaign.BadInput(f"--continue-from: {found} ran with {key}={saved.get(key)}, this benchmark "
                                     f"gives {key}={expected[key]}: a different search")
         adopted.append(method)
     return adopted
@@ -128,6 +137,36 @@ def adopt_searches(root: Path, preset: BenchmarkPreset, methods: list[str], give
         for name in (SWEEP_FILE, parquet.TRIALS_FILE):
             shutil.copy2(search_dir(source, method) / name, target / name)
     return adopted
+
+
+def adopt_evaluations(root: Path, preset: BenchmarkPreset, methods: list[str], source: Path) -> dict[str, int]:
+    """For each method whose seeds have not all finished here, the attacks its seeds'
+    evaluations finished under `source` (`<method>-evaluations/`, e.g. committed from a machine
+    that was stopped mid-evaluation) are copied here, file by file, never over one kept here.
+    They are named by a hash of the weights, points and attack plan: a seed re-trained to the
+    same weights (same torch, same threads per trial) continues from them, any other model is
+    attacked from the start. Returns, per method, how many models' evaluations were found."""
+    found = {}
+    for method in methods:
+        kept = evaluations_dir(source, method)
+        if campaign.finished_trials(seeds_dir(root, method)) >= preset.seeds or not kept.is_dir():
+            continue
+        for path in kept.rglob("*.pt"):
+            target = evaluations_dir(root, method) / path.relative_to(kept)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        found[method] = sum(1 for folder in kept.iterdir() if folder.is_dir())
+    return found
+
+
+def continue_from(root: Path, preset: BenchmarkPreset, methods: list[str], given: dict[str, Any], source: Path) -> None:
+    """--continue-from: what another machine finished is taken, and said."""
+    for method in adopt_searches(root, preset, methods, given, source):
+        click.echo(f"[orch] {method}: its search ended in {source}; not searched again")
+    for method, models in adopt_evaluations(root, preset, methods, source).items():
+        click.echo(f"[orch] {method}: the attacks {models} evaluation(s) finished in {source} are kept: a seed "
+                   "re-trained to the same weights continues from them, other weights are attacked from the start")
 
 
 SETTINGS_FILE = "benchmark.json"

@@ -160,7 +160,7 @@ def build_request(settings: dict[str, Any], saved: SavedSweep | None = None) -> 
     tracking_uri = s["tracking_uri"] or default_tracking_uri()
     base, fixed, family = _trial_config(s, tracking_uri)
     # A trial killed during its final evaluation continues from the attacks it finished.
-    base["eval_progress_dir"] = os.path.abspath(sweep_dir / "evaluations")
+    base["eval_progress_dir"] = os.path.abspath(s["evaluations_dir"] or sweep_dir / "evaluations")
     address, gpus, storage, where = _placement(s["address"], s["gpus"], s["gpus_per_trial"], s["cpus_per_trial"],
                                                s["storage"], sweep_dir, name, saved is not None)
     return SweepRequest(
@@ -189,6 +189,7 @@ def _trial_config(s: dict[str, Any], tracking_uri: str) -> tuple[dict[str, Any],
     # One transfer surrogate for every trial under --results-dir, unless --surrogate-cache says;
     # absolute, as a trial runs in its own folder.
     flat["eval_surrogate_cache"] = os.path.abspath(s["surrogate_cache"] or os.path.join(s["results_dir"], "surrogates"))
+    flat["eval_progress_dir"] = s["evaluations_dir"] or ""  # build_request adds the sweep's own folder
     try:
         fixed = parse_sets(tuple(s["sets"]), method)
         check_fixed(method, DATASETS.get(dataset)[1], fixed)

@@ -170,3 +170,23 @@ def test_a_failed_flag_says_the_value_it_judged_on_the_seeds_it_failed():
                            "measured_zero_grad_fraction": [0.36, 0.41, 0.02]})
     assert _flags(trials, {}) == ["no_zero_gradients (2/3 seeds; zero_grad_fraction 0.36-0.41)"]
     assert _flags(trials.drop(columns="measured_zero_grad_fraction"), {}) == ["no_zero_gradients (2/3 seeds)"]
+
+
+def test_a_cost_count_that_was_lost_is_unknown_not_small(tmp_path):
+    """A run resumed from a checkpoint that did not carry its counts left NaN: the per-seed mean
+    is over the seeds that counted, the search's sum is unknown, and the table says —."""
+    import json
+
+    from orchestrator.report.benchmark import _seconds, costs
+
+    for sweep, rows in (("m-search", [{"status": "FINISHED", "duration_s": 100.0},
+                                      {"status": "STOPPED", "duration_s": float("nan")}]),
+                        ("m-seeds", [{"status": "FINISHED", "train_cpu_s": 10.0, "eval_cpu_s": float("nan")},
+                                     {"status": "FINISHED", "train_cpu_s": 20.0, "eval_cpu_s": float("nan")},
+                                     {"status": "FINISHED", "train_cpu_s": float("nan"), "eval_cpu_s": float("nan")}])):
+        (tmp_path / sweep).mkdir()
+        pd.DataFrame(rows).to_parquet(tmp_path / sweep / "trials.parquet")
+        (tmp_path / sweep / "sweep.json").write_text(json.dumps({"cpus_per_trial": 2, "settings": {}}))
+    found = costs(tmp_path / "m-seeds")
+    assert found["train_cpu_s"] == 15.0
+    assert [_seconds(found[key]) for key in ("search_core_s", "eval_cpu_s")] == ["—", "—"]

@@ -182,8 +182,10 @@ LEGEND = ("Test accuracy in %, mean over seeds and test points, at the target ε
           "interval excludes 0 and p < 0.05. Rows are ordered by mean worst case; an order within "
           "'not distinguishable' is not a ranking. A flagged method (a failed sanity check, a "
           "collapsed training) is listed last and not ranked; the black-box checks (whitebox_le_blackbox, "
-          "autoattack_square_gain_small) are judged here from the records, at ε up to the target. Costs: CPU-seconds of the trial "
-          "processes. Paper's claim: its own model and protocol, not comparable with these numbers.")
+          "autoattack_square_gain_small) are judged here from the records, at ε up to the target. Costs: the search "
+          "in core-seconds (every trial's wall time times the cores it held); training and evaluation in "
+          "CPU-seconds of the trial processes, the mean over the seeds that counted them; — where a count was "
+          "lost (a run resumed from a checkpoint that did not carry it). Paper's claim: its own model and protocol, not comparable with these numbers.")
 
 
 SEEDS_HEADER = ["method", "seeds", "clean", "AutoAttack alone", "worst case", "worst case: best − worst seed"]
@@ -292,14 +294,17 @@ def seed_sweeps(dirs: list[Path]) -> list[Path]:
 def costs(seeds_sweep: Path) -> dict[str, float]:
     """The method's whole search (its sibling `-search` sweep) in core-seconds: every trial's wall
     time, stopped ones included, times the cores it held; and per fresh seed the CPU-seconds of
-    its training and of its evaluation (the trial process's own count)."""
+    its training and of its evaluation (the trial process's own count), averaged over the seeds
+    that have one. A count lost (NaN: a run resumed from a checkpoint that did not carry it) is
+    left out of the mean, and makes the search's sum unknown rather than smaller."""
     search_dir = seeds_sweep.with_name(seeds_sweep.name.removesuffix("-seeds") + "-search")
     search = pd.read_parquet(search_dir / parquet.TRIALS_FILE) if (search_dir / parquet.TRIALS_FILE).is_file() \
         else pd.DataFrame()
     seeds = pd.read_parquet(seeds_sweep / parquet.TRIALS_FILE)
     seeds = seeds[seeds["status"] == "FINISHED"]
     cores = _cores_per_trial(search_dir)
-    return {"search_core_s": float(search["duration_s"].sum() * cores) if len(search) and cores else float("nan"),
+    counted = len(search) and cores and search["duration_s"].notna().all()
+    return {"search_core_s": float(search["duration_s"].sum() * cores) if counted else float("nan"),
             "train_cpu_s": float(seeds["train_cpu_s"].mean()) if "train_cpu_s" in seeds else float("nan"),
             "eval_cpu_s": float(seeds["eval_cpu_s"].mean()) if "eval_cpu_s" in seeds else float("nan")}
 

@@ -17,6 +17,7 @@ from orchestrator.report import blackbox, draw, html
 from orchestrator.report.leaderboard import METRICS, Estimate, estimate, leaderboard, outcome_matrices, per_seed
 from search_spaces import SPACES
 from trainables.sanity import MEASURE_OF
+from trainables.sanity import TOL as SANITY_TOL
 
 TABLE_FILE, CSV_FILE, HTML_FILE = "benchmark.md", "benchmark.csv", "benchmark.html"
 SEEDS_CSV_FILE = "benchmark_seeds.csv"
@@ -90,20 +91,24 @@ def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, 
     configuration, costs, sanity flags and paper claim; flagged methods after the sound ones."""
     board = leaderboard(records, target_eps, REFERENCE)
     rejudged = blackbox.failing_seeds(records, target_eps)
+    pgd_above_fgsm = _pgd_above_fgsm(records)
     out = []
     for row in board.to_dict("records"):
         method = row["method"]
         mine = trials[trials["method"] == method] if len(trials) else trials
-        flags = _flags(mine, rejudged.get(method, {}))
+        where = pgd_above_fgsm.get(method)
+        flags = _flags(mine, rejudged.get(method, {}),
+                       {"pgd_le_fgsm": "; PGD above FGSM at ε " + ", ".join(f"{e:g}" for e in where)} if where else {})
         out.append({**row, **info.get(method, {}), "flags": flags,
                     "claim": _claim(method, claims)})
     return sorted(out, key=lambda r: bool(r["flags"]))  # stable: sound ones keep their order
 
 
-def _flags(trials: pd.DataFrame, rejudged: dict[str, int]) -> list[str]:
+def _flags(trials: pd.DataFrame, rejudged: dict[str, int], where: dict[str, str]) -> list[str]:
     """Why a method's numbers are not to be ranked: a failed sanity check (the black-box ones as
     re-judged from the records, `rejudged`), a collapsed training; each with how many of its seeds
-    it hit, so one bad seed in three does not read as three."""
+    it hit, so one bad seed in three does not read as three, and what it measured (`where`: said
+    from the records, e.g. the ε at which PGD did worse than FGSM)."""
     stored = [column for column in trials.columns if column.startswith("sanity_")
               and column.removeprefix("sanity_") not in (*blackbox.REJUDGED, "trusted")]
     failed = {column.removeprefix("sanity_"): int((trials[column] == False).sum())  # noqa: E712
@@ -111,7 +116,20 @@ def _flags(trials: pd.DataFrame, rejudged: dict[str, int]) -> list[str]:
     failed.update(rejudged)
     if "collapsed" in trials:
         failed["collapsed"] = int(trials["collapsed"].fillna(False).astype(bool).sum())
-    return [f"{name} ({count}/{len(trials)} seeds{_measured(trials, name)})" for name, count in failed.items() if count]
+    return [f"{name} ({count}/{len(trials)} seeds{_measured(trials, name)}{where.get(name, '')})"
+            for name, count in failed.items() if count]
+
+
+def _pgd_above_fgsm(records: pd.DataFrame) -> dict[str, list[float]]:
+    """Per method, the ε at which a seed's PGD accuracy exceeded its FGSM accuracy by more than the
+    check's tolerance (the pgd_le_fgsm rule, on the records' curve series): a failure past the
+    target ε does not bear on the headline number the way one at it would, so the flag says where."""
+    series = records[records["attack"].isin(["pgd", "fgsm"])]
+    accuracy = series.groupby(["method", "seed", "path", "eps", "attack"])["correct"].mean().unstack("attack")
+    if accuracy.empty or not {"pgd", "fgsm"} <= set(accuracy.columns):
+        return {}
+    above = accuracy[accuracy["pgd"] > accuracy["fgsm"] + SANITY_TOL].reset_index()
+    return {method: sorted(rows["eps"].unique()) for method, rows in above.groupby("method")}
 
 
 def _measured(trials: pd.DataFrame, check: str) -> str:

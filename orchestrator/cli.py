@@ -170,6 +170,8 @@ def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int |
     if not resume:  # every search checked (data, cluster, tracking) before anything is written
         campaign.plan((stages.search_dir(root, m), lambda m=m: stages.search_settings(settings, m, root, given))
                       for m in chosen)
+    if continue_from and not Path(continue_from).is_dir():
+        raise BadInput(f"--continue-from {continue_from}: no such folder (a benchmark folder or its committed records)")
     if continue_from and not resume:  # refused before the benchmark's folder is made
         stages.searches_to_adopt(root, settings, chosen, given, Path(continue_from))
     settings, chosen = stages.saved_preset(root, settings, chosen, resume)

@@ -102,6 +102,7 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
     (["digits", "--methods", "madry,nine"], "orch: error: --methods: unknown nine; known: "),
     (["digits", "--seeds", "0"], "orch: error: --seeds must be at least 1 (got 0)"),
     (["digits", "--trials", "0"], "orch: error: --trials must be at least 1 (got 0)"),
+    (["digits", "--continue-from", "nowhere"], "orch: error: --continue-from nowhere: no such folder"),
 ])
 def test_benchmark_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

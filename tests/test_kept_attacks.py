@@ -98,3 +98,26 @@ def test_a_copy_continues_a_model_re_trained_to_the_same_weights(digits, madry, 
         assert any(line.startswith(start) and CONTINUED in line for line in said), (start, said)
     assert not any(line.startswith("attack 4/") and CONTINUED in line for line in said)
     assert resumed.examples == whole.examples
+
+
+def test_autoattack_stages_keep_only_the_examples_a_stage_broke(tmp_path):
+    """The rows no stage broke are the inputs themselves: kept without them, read back whole; a
+    state kept whole by an earlier orch is read as it is."""
+    import torch
+
+    from trainables.kept_attacks import KeptAttacks, compact_stages
+
+    x = torch.rand(6, 1, 8, 8)
+    x_adv = x.clone()
+    x_adv[[1, 4]] += 0.05
+    broken = {"apgd-ce": torch.tensor([0, 1, 0, 0, 0, 0], dtype=torch.bool),
+              "apgd-t": torch.tensor([0, 0, 0, 0, 1, 0], dtype=torch.bool)}
+    state = {"x_adv": x_adv, "robust": ~(broken["apgd-ce"] | broken["apgd-t"]), "broken_by": broken, "messages": []}
+    kept = KeptAttacks(tmp_path)
+    kept.save("025-autoattack-stages", compact_stages(state))
+    on_disk = torch.load(tmp_path / "025-autoattack-stages.pt", weights_only=True)
+    assert "x_adv" not in on_disk and on_disk["adv_rows"].tolist() == [1, 4]
+    back = kept.load_stages("025-autoattack-stages", x)
+    assert torch.equal(back["x_adv"], x_adv) and back["broken_by"].keys() == broken.keys()
+    kept.save("whole", state)
+    assert torch.equal(kept.load_stages("whole", x)["x_adv"], x_adv)

@@ -82,6 +82,16 @@ class KeptAttacks:
         os.replace(partial, self.folder / f"{name}.pt")
 
 
+    def load_stages(self, name: str, x: torch.Tensor) -> dict[str, Any] | None:
+        """AutoAttack's state kept by `save(name, compact_stages(state))` on inputs `x`, with its full
+        `x_adv` again; None if nothing was kept."""
+        kept = self.load(name)
+        if kept is None or "x_adv" in kept:  # kept whole (by an orch before 2026-12-04)
+            return kept
+        x_adv = x.detach().clone()
+        x_adv[kept.pop("adv_rows").to(x.device)] = kept.pop("adv_values").to(x.device)
+        return {**kept, "x_adv": x_adv}
+
     def keep_attack(self, name: str, found: dict[Job, torch.Tensor], excess: dict[bool, torch.Tensor],
                     warned: frozenset[str] | None) -> None:
         """An attack that finished: what it `found` (per job, still correct), and the evaluation's
@@ -102,6 +112,17 @@ class KeptAttacks:
         found = {Job(*job): still_correct.to(device) for job, still_correct in kept["found"]}
         excess = {projects: value.to(device) for projects, value in kept["excess"].items()}
         return found, excess, None if kept["warned"] is None else frozenset(kept["warned"])
+
+
+def compact_stages(state: dict[str, Any]) -> dict[str, Any]:
+    """Where AutoAttack's cascade stands, its adversarial examples kept only for the points a stage
+    broke: every other row of `x_adv` is the input itself (the cascade starts from a copy of the
+    inputs and replaces the rows it breaks), and a full copy of 500 MNIST images is 1.5 MB, too
+    much for the records committed to carry an evaluation to another machine."""
+    rows = torch.stack(list(state["broken_by"].values())).any(0).nonzero().squeeze(1) if state["broken_by"] \
+        else torch.zeros(0, dtype=torch.long)
+    compact = {key: value for key, value in state.items() if key != "x_adv"}
+    return {**compact, "adv_rows": rows.cpu(), "adv_values": state["x_adv"][rows.to(state["x_adv"].device)].detach().cpu()}
 
 
 def random_state() -> dict[str, Any]:

@@ -165,8 +165,8 @@ def continue_from(root: Path, preset: BenchmarkPreset, methods: list[str], given
     for method in adopt_searches(root, preset, methods, given, source):
         click.echo(f"[orch] {method}: its search ended in {source}; not searched again")
     for method, models in adopt_evaluations(root, preset, methods, source).items():
-        click.echo(f"[orch] {method}: the attacks {models} evaluation(s) finished in {source} are kept: a seed "
-                   "re-trained to the same weights continues from them, other weights are attacked from the start")
+        click.echo(f"[orch] {method}: the finished attacks of {models} evaluation(s) begun in {source} are kept: a "
+                   "seed re-trained to the same weights continues from them, other weights are attacked from the start")
 
 
 SETTINGS_FILE = "benchmark.json"

@@ -105,7 +105,7 @@ def test_autoattack_stages_keep_only_the_examples_a_stage_broke(tmp_path):
     state kept whole by an earlier orch is read as it is."""
     import torch
 
-    from trainables.kept_attacks import KeptAttacks, compact_stages
+    from trainables.kept_attacks import KeptAttacks
 
     x = torch.rand(6, 1, 8, 8)
     x_adv = x.clone()
@@ -114,7 +114,7 @@ def test_autoattack_stages_keep_only_the_examples_a_stage_broke(tmp_path):
               "apgd-t": torch.tensor([0, 0, 0, 0, 1, 0], dtype=torch.bool)}
     state = {"x_adv": x_adv, "robust": ~(broken["apgd-ce"] | broken["apgd-t"]), "broken_by": broken, "messages": []}
     kept = KeptAttacks(tmp_path)
-    kept.save("025-autoattack-stages", compact_stages(state))
+    kept.save_stages("025-autoattack-stages", state)
     on_disk = torch.load(tmp_path / "025-autoattack-stages.pt", weights_only=True)
     assert "x_adv" not in on_disk and on_disk["adv_rows"].tolist() == [1, 4]
     back = kept.load_stages("025-autoattack-stages", x)

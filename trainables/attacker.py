@@ -24,7 +24,7 @@ from trainables.attacks import (
 from trainables.attacks.autoattack import autoattack_cascade
 from trainables.config import EvalConfig
 from trainables.data import Split
-from trainables.kept_attacks import KeptAttacks, compact_stages
+from trainables.kept_attacks import KeptAttacks
 from trainables.outcomes import Job, blackbox_gaps, fraction, pad, square_stage_gain, worst_case
 from trainables.sanity import BALL_TOL, Measurements, Paired
 
@@ -142,7 +142,7 @@ class Attacker:
 
         def done(stage: str, state: dict[str, Any]) -> None:
             nonlocal started
-            self.kept.save(f"{name}-stages", compact_stages(state))
+            self.kept.save_stages(f"{name}-stages", state)
             if self.say is not None:
                 self.say(f"autoattack at ε {job.eps:.4g}, {stage}: broke {int(state['broken_by'][stage].sum())}, "
                          f"{int(state['robust'].sum())} points still correct ({time.monotonic() - started:.0f} s)")

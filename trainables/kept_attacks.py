@@ -81,9 +81,13 @@ class KeptAttacks:
         torch.save({**kept, CPU_KEY: self.spent_cpu_s()}, partial)
         os.replace(partial, self.folder / f"{name}.pt")
 
+    def save_stages(self, name: str, state: dict[str, Any]) -> None:
+        """Where AutoAttack's cascade stands after a stage, its adversarial examples kept for the
+        rows a stage broke only (`compact_stages`)."""
+        self.save(name, compact_stages(state))
 
     def load_stages(self, name: str, x: torch.Tensor) -> dict[str, Any] | None:
-        """AutoAttack's state kept by `save(name, compact_stages(state))` on inputs `x`, with its full
+        """AutoAttack's state kept by `save_stages(name, state)` on inputs `x`, with its full
         `x_adv` again; None if nothing was kept."""
         kept = self.load(name)
         if kept is None or "x_adv" in kept:  # kept whole (by an orch before 2026-12-04)

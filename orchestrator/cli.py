@@ -191,16 +191,21 @@ def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int |
 @click.argument("benchmark_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder for benchmark.md, benchmark.csv, benchmark.html and the figures.")
-def leaderboard(benchmark_dirs: tuple[str, ...], output: str) -> None:
+@click.option("--reference", default=None, metavar="METHOD",
+              help="The method every other is compared with (paired difference in worst-case accuracy, "
+                   "McNemar's p, verdict), e.g. to ask whether trades is better than tla. Default: madry.")
+def leaderboard(benchmark_dirs: tuple[str, ...], output: str, reference: str | None) -> None:
     """One leaderboard from several benchmark folders' per-example records (e.g. one method per
     machine or day), refused when they were measured on different test points or ε."""
     write_leaderboard([Path(d) for d in benchmark_dirs], Path(output),
-                      "orch leaderboard of " + ", ".join(benchmark_dirs))
+                      "orch leaderboard of " + ", ".join(benchmark_dirs), reference)
 
 
-def write_leaderboard(dirs: list[Path], out: Path, title: str) -> tuple[list[Path], list[dict], str]:
-    """Writes and prints the leaderboard of `dirs` into `out`: (files written, its rows, the
-    dataset); BadInput when they cannot merge."""
+def write_leaderboard(dirs: list[Path], out: Path, title: str,
+                      reference: str | None = None) -> tuple[list[Path], list[dict], str]:
+    """Writes and prints the leaderboard of `dirs` into `out`, every method compared with
+    `reference` (default madry): (files written, its rows, the dataset); BadInput when they cannot
+    merge."""
     # Lazy (see the module docstring): pandas, scipy, matplotlib.
     from orchestrator.report import benchmark as board
     from orchestrator.report.leaderboard import RecordsMismatch
@@ -209,12 +214,12 @@ def write_leaderboard(dirs: list[Path], out: Path, title: str) -> tuple[list[Pat
     if missing:
         raise BadInput(f"{missing[0]} is not a folder")
     try:
-        rows, records, target, dataset = board.build(dirs)
+        rows, records, target, dataset = board.build(dirs, reference)
     except (board.BenchmarkError, RecordsMismatch) as error:
         raise BadInput(str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
     title += f" ({dataset} test split, target ε {target:g})"
-    written = board.write(out, title, rows, records, target)
+    written = board.write(out, title, rows, records, target, reference or board.REFERENCE)
     click.echo("\n" + written[0].read_text())
     return written, rows, dataset
 

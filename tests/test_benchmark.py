@@ -206,3 +206,21 @@ def test_committed_search_records_say_they_never_read_the_test_split(preset):
         searched = folder.name.endswith("-search")
         assert {r["eval_profile"] for r in trials} == ({"none"} if searched else {"standard"}), folder
         assert all((r["clean_acc"] is None) == searched for r in trials if r["status"] == "FINISHED"), folder
+
+
+def test_leaderboard_compares_with_the_reference_asked_for(tmp_path):
+    """`--reference trades` on the committed digits records: every difference is to trades, so
+    madry's is the negation of trades' difference to madry in the committed leaderboard (the same
+    pairs of outcomes, the other way round); a method that was not run is one line, exit 2."""
+    records = Path(__file__).parent.parent / "docs" / "benchmark" / "digits" / "records"
+    result = _leaderboard(records, "-o", tmp_path / "out", "--reference", "trades")
+    assert result.exit_code == 0, result.output
+    assert "| vs trades (worst case) |" in result.output and "vs trades: the paired difference" in result.output
+    mine = {r["method"]: r for r in csv.DictReader((tmp_path / "out" / "benchmark.csv").open())}
+    committed = {r["method"]: r for r in csv.DictReader((records.parent / "benchmark.csv").open())}
+    assert mine["trades"]["verdict"] == "reference"
+    assert float(mine["madry"]["diff_vs_trades_mean"]) == pytest.approx(-float(committed["trades"]["diff_vs_madry_mean"]))
+    assert mine["madry"]["verdict"] == "worse"  # trades is better than madry on digits, by the committed board
+    wrong = _leaderboard(records, "-o", tmp_path / "wrong", "--reference", "nope")
+    assert wrong.exit_code == 2 and wrong.stderr.startswith("orch: error: --reference nope: not among the merged methods")
+    assert not (tmp_path / "wrong").exists()

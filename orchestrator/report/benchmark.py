@@ -86,10 +86,11 @@ def trial_rows(final_dirs: list[Path]) -> pd.DataFrame:
 
 
 def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, Any]], target_eps: float,
-         claims: str) -> list[dict[str, Any]]:
-    """The leaderboard's rows: the statistics (report.leaderboard) with each method's chosen
-    configuration, costs, sanity flags and paper claim; flagged methods after the sound ones."""
-    board = leaderboard(records, target_eps, REFERENCE)
+         claims: str, reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """The leaderboard's rows: the statistics (report.leaderboard, each method compared with
+    `reference`) with each method's chosen configuration, costs, sanity flags and paper claim;
+    flagged methods after the sound ones."""
+    board = leaderboard(records, target_eps, reference)
     rejudged = blackbox.failing_seeds(records, target_eps)
     pgd_above_fgsm = _pgd_above_fgsm(records)
     out = []
@@ -155,9 +156,10 @@ def _claim(method: str, key: str) -> str:
             f"{claim.attack}; ε {claim.eps}; points: {claim.n_points})")
 
 
-HEADER = ["method", "seeds × points", "clean", "AutoAttack alone", "worst case", "vs madry (worst case)",
-          "verdict", "chosen configuration", "search core-s", "train CPU-s / seed", "eval CPU-s / seed",
-          "flags", "paper's claim (its own protocol)"]
+def header(reference: str) -> list[str]:
+    return ["method", "seeds × points", "clean", "AutoAttack alone", "worst case", f"vs {reference} (worst case)",
+            "verdict", "chosen configuration", "search core-s", "train CPU-s / seed", "eval CPU-s / seed",
+            "flags", "paper's claim (its own protocol)"]
 
 
 # Below this McNemar's exact p underflows (binomtest returns 0.0 for ~1,100 discordant pairs all
@@ -192,10 +194,14 @@ def _seconds(value: Any) -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:,.0f}"
 
 
-LEGEND = ("Test accuracy in %, mean over seeds and test points, at the target ε, with a 95% two-way "
+def legend(reference: str) -> str:
+    return _LEGEND.format(reference=reference)
+
+
+_LEGEND = ("Test accuracy in %, mean over seeds and test points, at the target ε, with a 95% two-way "
           "bootstrap interval (test points and seeds resampled together). Worst case: a point counts "
           "as robust only if no attack (AutoAttack, PGD, CW, FGSM, the sanity attacks) broke it at any "
-          "ε up to the target. vs madry: the paired difference in worst-case accuracy (same points, "
+          "ε up to the target. vs {reference}: the paired difference in worst-case accuracy (same points, "
           "same seed index) with its 95% interval and McNemar's exact p; better/worse only when the "
           "interval excludes 0 and p < 0.05. Rows are ordered by mean worst case; an order within "
           "'not distinguishable' is not a ranking. A flagged method (a failed sanity check, a "
@@ -224,18 +230,20 @@ def seed_cells(board: list[dict[str, Any]], seeds: pd.DataFrame) -> list[list[st
 
 
 def write(root: Path, title: str, board: list[dict[str, Any]], records: pd.DataFrame,
-          target_eps: float) -> list[Path]:
-    """benchmark.md/.csv/.html, the per-seed CSV and the figures in `root`."""
+          target_eps: float, reference: str = REFERENCE) -> list[Path]:
+    """benchmark.md/.csv/.html, the per-seed CSV and the figures in `root`; the differences are to
+    `reference`, as `rows` computed them."""
     table = [cells(r) for r in board]
+    head, said = header(reference), legend(reference)
     seeds = per_seed(records, target_eps)
     by_seed = seed_cells(board, seeds)
     (root / TABLE_FILE).write_text("\n".join([
-        title, "", *_markdown(HEADER, table), "", LEGEND, "", "Per seed:", "", *_markdown(SEEDS_HEADER, by_seed),
+        title, "", *_markdown(head, table), "", said, "", "Per seed:", "", *_markdown(SEEDS_HEADER, by_seed),
         "", SEEDS_LEGEND, ""]))
-    _write_csv(root / CSV_FILE, board)
+    _write_csv(root / CSV_FILE, board, reference)
     seeds.to_csv(root / SEEDS_CSV_FILE, index=False)
     figures = _figures(root, board, records, target_eps)
-    shown = html.table(HEADER, table, ["untrusted" if r["flags"] else "" for r in board]) + html.paragraph(LEGEND)
+    shown = html.table(head, table, ["untrusted" if r["flags"] else "" for r in board]) + html.paragraph(said)
     shown += "".join(html.figure(path, caption) for path, caption in figures)
     per_seed_section = html.table(SEEDS_HEADER, by_seed) + html.paragraph(SEEDS_LEGEND)
     (root / HTML_FILE).write_text(html.page("orch benchmark", title,
@@ -248,13 +256,13 @@ def _markdown(header: list[str], table: list[list[str]]) -> list[str]:
             *("| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in table)]
 
 
-def _write_csv(path: Path, board: list[dict[str, Any]]) -> None:
+def _write_csv(path: Path, board: list[dict[str, Any]], reference: str) -> None:
     """Numbers as numbers (fractions), empty where absent."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["method", "seeds", "points", *(f"{m}_{s}" for m in ("clean", "autoattack", "worst")
                                                         for s in ("mean", "low", "high")),
-                         "diff_vs_madry_mean", "diff_vs_madry_low", "diff_vs_madry_high", "p_value", "verdict",
+                         *(f"diff_vs_{reference}_{s}" for s in ("mean", "low", "high")), "p_value", "verdict",
                          "config", "search_core_s", "train_cpu_s", "eval_cpu_s", "flags", "paper_claim"])
         for r in board:
             c = r["comparison"]
@@ -346,9 +354,10 @@ def config_text(trials: pd.DataFrame) -> str:
                     and c != "hp_evaluate_test")
 
 
-def build(dirs: list[Path]) -> tuple[list[dict[str, Any]], pd.DataFrame, float, str]:
-    """(leaderboard rows, records, target ε, dataset) of one or more benchmark folders merged;
-    BenchmarkError (or RecordsMismatch) when they cannot be compared."""
+def build(dirs: list[Path], reference: str | None = None) -> tuple[list[dict[str, Any]], pd.DataFrame, float, str]:
+    """(leaderboard rows, records, target ε, dataset) of one or more benchmark folders merged,
+    every method compared with `reference` (default madry, where it was run); BenchmarkError (or
+    RecordsMismatch) when they cannot be compared or a `reference` given is not among them."""
     sweeps = seed_sweeps(dirs)
     if not sweeps:
         raise BenchmarkError("no finished fresh-seed sweep (<method>-seeds) in " + ", ".join(map(str, dirs)))
@@ -362,6 +371,9 @@ def build(dirs: list[Path]) -> tuple[list[dict[str, Any]], pd.DataFrame, float, 
         if len(values) > 1:
             raise BenchmarkError(f"the records were measured at different {what}s "
                                  f"({', '.join(map(str, sorted(values)))}): merge only benchmarks of one preset")
+    if reference is not None and reference not in set(finished["method"]):
+        raise BenchmarkError(f"--reference {reference}: not among the merged methods "
+                             f"({', '.join(sorted(set(finished['method'])))})")
     records = read_records(sweeps)
     if records.empty:
         raise BenchmarkError("no per-example records (examples.parquet) in " + ", ".join(map(str, sweeps)))
@@ -371,4 +383,4 @@ def build(dirs: list[Path]) -> tuple[list[dict[str, Any]], pd.DataFrame, float, 
         mine = finished[finished["sweep"] == sweep_dir.name]
         if len(mine):
             info[mine["method"].iloc[0]] = {"config": config_text(mine), **costs(sweep_dir)}
-    return rows(records, finished, info, target, CLAIMS_OF.get(dataset, dataset)), records, target, dataset
+    return rows(records, finished, info, target, CLAIMS_OF.get(dataset, dataset), reference or REFERENCE), records, target, dataset

@@ -214,14 +214,14 @@ def write_leaderboard(dirs: list[Path], out: Path, title: str,
     if missing:
         raise BadInput(f"{missing[0]} is not a folder")
     try:
-        rows, records, target, dataset = board.build(dirs, reference)
+        merged = board.build(dirs, reference)
     except (board.BenchmarkError, RecordsMismatch) as error:
         raise BadInput(str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
-    title += f" ({dataset} test split, target ε {target:g})"
-    written = board.write(out, title, rows, records, target, reference or board.REFERENCE)
+    title += f" ({merged.dataset} test split, target ε {merged.target_eps:g})"
+    written = board.write(out, title, merged)
     click.echo("\n" + written[0].read_text())
-    return written, rows, dataset
+    return written, merged.rows, merged.dataset
 
 
 def campaign_resume_command(root: Path) -> str:

@@ -229,10 +229,9 @@ def seed_cells(board: list[dict[str, Any]], seeds: pd.DataFrame) -> list[list[st
     return out
 
 
-def write(root: Path, title: str, board: list[dict[str, Any]], records: pd.DataFrame,
-          target_eps: float, reference: str = REFERENCE) -> list[Path]:
-    """benchmark.md/.csv/.html, the per-seed CSV and the figures in `root`; the differences are to
-    `reference`, as `rows` computed them."""
+def write(root: Path, title: str, merged: Leaderboard) -> list[Path]:
+    """benchmark.md/.csv/.html, the per-seed CSV and the figures of `merged` in `root`."""
+    board, records, target_eps, reference = merged.rows, merged.records, merged.target_eps, merged.reference
     table = [cells(r) for r in board]
     head, said = header(reference), legend(reference)
     seeds = per_seed(records, target_eps)
@@ -354,10 +353,21 @@ def config_text(trials: pd.DataFrame) -> str:
                     and c != "hp_evaluate_test")
 
 
-def build(dirs: list[Path], reference: str | None = None) -> tuple[list[dict[str, Any]], pd.DataFrame, float, str]:
-    """(leaderboard rows, records, target ε, dataset) of one or more benchmark folders merged,
-    every method compared with `reference` (default madry, where it was run); BenchmarkError (or
-    RecordsMismatch) when they cannot be compared or a `reference` given is not among them."""
+@dataclass(frozen=True)
+class Leaderboard:
+    """One or more benchmark folders merged: the rows, the per-example records they were computed
+    from, and what they are measured at and compared with."""
+    rows: list[dict[str, Any]]
+    records: pd.DataFrame
+    target_eps: float
+    dataset: str
+    reference: str
+
+
+def build(dirs: list[Path], reference: str | None = None) -> Leaderboard:
+    """The leaderboard of one or more benchmark folders merged, every method compared with
+    `reference` (default madry, where it was run); BenchmarkError (or RecordsMismatch) when they
+    cannot be compared or a `reference` given is not among them."""
     sweeps = seed_sweeps(dirs)
     if not sweeps:
         raise BenchmarkError("no finished fresh-seed sweep (<method>-seeds) in " + ", ".join(map(str, dirs)))
@@ -383,4 +393,6 @@ def build(dirs: list[Path], reference: str | None = None) -> tuple[list[dict[str
         mine = finished[finished["sweep"] == sweep_dir.name]
         if len(mine):
             info[mine["method"].iloc[0]] = {"config": config_text(mine), **costs(sweep_dir)}
-    return rows(records, finished, info, target, CLAIMS_OF.get(dataset, dataset), reference or REFERENCE), records, target, dataset
+    reference = reference or REFERENCE
+    return Leaderboard(rows(records, finished, info, target, CLAIMS_OF.get(dataset, dataset), reference),
+                       records, target, dataset, reference)

@@ -66,6 +66,10 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
     assert profiles == {("search", "none", "none"), ("seeds", "standard", "standard")}, profiles
     children_of_tiny = [r for r in runs if r.data.tags.get("orch.role") == "benchmark-method"]
     assert sorted(r.data.tags["method"] for r in children_of_tiny) == ["madry", "trades"]
+    # The MLflow table's verdict is the leaderboard's, flags and all.
+    verdicts = {r["method"]: r["verdict"] for r in csv.DictReader((root / "benchmark.csv").open())}
+    assert {r.data.tags["method"]: r.data.tags["verdict"] for r in children_of_tiny} == verdicts
+    assert verdicts["madry"] == "reference"
     table = (root / "benchmark.md").read_text()
     assert "| madry |" in table and "| trades |" in table and "reference" in table
     # The search's cost is known although --cpus-per-trial was left to its default.

@@ -204,3 +204,26 @@ def test_a_cost_count_that_was_lost_is_unknown_not_small(tmp_path):
     found = costs(tmp_path / "m-seeds")
     assert found["train_cpu_s"] == 15.0
     assert [_seconds(found[key]) for key in ("search_core_s", "eval_cpu_s")] == ["—", "—"]
+
+
+def test_a_flag_withholds_only_the_verdicts_it_could_change():
+    """A flag that says the attacks may have missed points makes a worst case an upper bound: a
+    flagged method already worse than a sound madry is worse; flagged and better, it is not
+    ranked; a flag that can also lower the number (adv_in_ball) withholds every verdict. Against a
+    flagged reference, a sound method can be better, never worse."""
+    from orchestrator.report.benchmark import rows
+    rng = np.random.default_rng(4)
+    strong, weak = model(rng, 0.95, 0.8), model(rng, 0.95, 0.4)
+    merged = pd.concat([records("madry", strong), records("weak", weak)])
+
+    def verdicts(failed: dict[str, str], reference: str = "madry") -> dict[str, str]:
+        trials = pd.DataFrame([{"method": m, "seed": s, **{f"sanity_{c}": m != failed.get(c) for c in failed}}
+                               for m in ("madry", "weak") for s in (10, 11)])
+        return {r["method"]: r["verdict"] for r in rows(merged, trials, {}, TARGET, "mnist", reference)}
+
+    assert verdicts({})["weak"] == "worse"
+    assert verdicts({"more_steps_no_gain": "weak"})["weak"].startswith("worse (flagged")
+    assert verdicts({"adv_in_ball": "weak"})["weak"] == "not ranked (flagged)"
+    assert verdicts({"no_zero_gradients": "madry"})["weak"] == "not ranked (the reference is flagged)"
+    assert verdicts({"no_zero_gradients": "weak"}, reference="weak")["madry"].startswith("better (the reference")
+    assert verdicts({"no_zero_gradients": "madry"}, reference="weak")["madry"] == "not ranked (flagged)"

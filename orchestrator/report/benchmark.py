@@ -16,7 +16,7 @@ from orchestrator.records import examples, parquet
 from orchestrator.report import blackbox, draw, html
 from orchestrator.report.leaderboard import METRICS, Estimate, estimate, leaderboard, outcome_matrices, per_seed
 from search_spaces import SPACES
-from trainables.sanity import MEASURE_OF
+from trainables.sanity import MEASURE_OF, OVERSTATING
 from trainables.sanity import TOL as SANITY_TOL
 
 TABLE_FILE, CSV_FILE, HTML_FILE = "benchmark.md", "benchmark.csv", "benchmark.html"
@@ -88,8 +88,8 @@ def trial_rows(final_dirs: list[Path]) -> pd.DataFrame:
 def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, Any]], target_eps: float,
          claims: str, reference: str = REFERENCE) -> list[dict[str, Any]]:
     """The leaderboard's rows: the statistics (report.leaderboard, each method compared with
-    `reference`) with each method's chosen configuration, costs, sanity flags and paper claim;
-    flagged methods after the sound ones."""
+    `reference`) with each method's chosen configuration, costs, sanity flags, verdict and paper
+    claim; flagged methods after the sound ones."""
     board = leaderboard(records, target_eps, reference)
     rejudged = blackbox.failing_seeds(records, target_eps)
     pgd_above_fgsm = _pgd_above_fgsm(records)
@@ -101,8 +101,44 @@ def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, 
         flags = _flags(mine, rejudged.get(method, {}),
                        {"pgd_le_fgsm": "; PGD above FGSM at ε " + ", ".join(f"{e:g}" for e in where)} if where else {})
         out.append({**row, **info.get(method, {}), "flags": flags,
-                    "claim": _claim(method, claims)})
+                    "reading": _reading(_failed(mine, rejudged.get(method, {}))), "claim": _claim(method, claims)})
+    reading_of = {r["method"]: r["reading"] for r in out}
+    for row in out:
+        row["verdict"] = verdict(row, reading_of.get(reference))
     return sorted(out, key=lambda r: bool(r["flags"]))  # stable: sound ones keep their order
+
+
+# How far a method's worst case can be read: as measured (no flag), as an upper bound (every flag
+# says the attacks may have missed points), or not at all (another flag: a collapsed seed, an
+# attack that left the ε-ball).
+EXACT, UPPER_BOUND, UNREADABLE = "exact", "upper bound", "unreadable"
+
+
+def _reading(failed: dict[str, int]) -> str:
+    if not failed:
+        return EXACT
+    return UPPER_BOUND if set(failed) <= OVERSTATING else UNREADABLE
+
+
+def verdict(row: dict[str, Any], reference_reading: str | None) -> str:
+    """The leaderboard's verdict on a method against the reference, as far as the flags let it be
+    read. Two sound numbers: the paired comparison's. A flagged method whose worst case is an upper
+    bound can still be worse than a sound reference (its true number is lower still), never
+    better; against a reference whose number is an upper bound, a sound method can still be better.
+    Anything else is not ranked."""
+    comparison = row["comparison"]
+    if comparison is None:
+        return "—"
+    if comparison.verdict == "reference":
+        return "reference"
+    mine = row["reading"]
+    if mine == reference_reading == EXACT:
+        return comparison.verdict
+    if comparison.verdict == "worse" and mine == UPPER_BOUND and reference_reading == EXACT:
+        return "worse (flagged: its worst case is an upper bound)"
+    if comparison.verdict == "better" and mine == EXACT and reference_reading == UPPER_BOUND:
+        return "better (the reference is flagged: its worst case is an upper bound)"
+    return "not ranked (flagged)" if mine != EXACT else "not ranked (the reference is flagged)"
 
 
 def _flags(trials: pd.DataFrame, rejudged: dict[str, int], where: dict[str, str]) -> list[str]:
@@ -110,6 +146,13 @@ def _flags(trials: pd.DataFrame, rejudged: dict[str, int], where: dict[str, str]
     re-judged from the records, `rejudged`), a collapsed training; each with how many of its seeds
     it hit, so one bad seed in three does not read as three, and what it measured (`where`: said
     from the records, e.g. the ε at which PGD did worse than FGSM)."""
+    return [f"{name} ({count}/{len(trials)} seeds{_measured(trials, name)}{where.get(name, '')})"
+            for name, count in _failed(trials, rejudged).items()]
+
+
+def _failed(trials: pd.DataFrame, rejudged: dict[str, int]) -> dict[str, int]:
+    """Each failed sanity check (the black-box ones as `rejudged`) and a collapsed training: how
+    many of the method's seeds it hit."""
     stored = [column for column in trials.columns if column.startswith("sanity_")
               and column.removeprefix("sanity_") not in (*blackbox.REJUDGED, "trusted")]
     failed = {column.removeprefix("sanity_"): int((trials[column] == False).sum())  # noqa: E712
@@ -117,8 +160,7 @@ def _flags(trials: pd.DataFrame, rejudged: dict[str, int], where: dict[str, str]
     failed.update(rejudged)
     if "collapsed" in trials:
         failed["collapsed"] = int(trials["collapsed"].fillna(False).astype(bool).sum())
-    return [f"{name} ({count}/{len(trials)} seeds{_measured(trials, name)}{where.get(name, '')})"
-            for name, count in failed.items() if count]
+    return {name: count for name, count in failed.items() if count}
 
 
 def _pgd_above_fgsm(records: pd.DataFrame) -> dict[str, list[float]]:
@@ -177,11 +219,8 @@ def cells(row: dict[str, Any]) -> list[str]:
     difference = "—" if comparison is None else (
         "reference" if comparison.verdict == "reference" else
         f"{_signed(comparison.difference)} (p{p_text(comparison.p_value)})")
-    verdict = "—" if comparison is None else comparison.verdict
-    if row["flags"]:
-        verdict = "not ranked: " + ", ".join(row["flags"])
     return [row["method"], f"{row['seeds']} × {row['points']}", row["clean"].percent(),
-            row["autoattack"].percent(), row["worst"].percent(), difference, verdict,
+            row["autoattack"].percent(), row["worst"].percent(), difference, row["verdict"],
             row.get("config", "—"), _seconds(row.get("search_core_s")), _seconds(row.get("train_cpu_s")),
             _seconds(row.get("eval_cpu_s")), ", ".join(row["flags"]) or "none", row["claim"]]
 
@@ -205,7 +244,10 @@ _LEGEND = ("Test accuracy in %, mean over seeds and test points, at the target �
           "same seed index) with its 95% interval and McNemar's exact p; better/worse only when the "
           "interval excludes 0 and p < 0.05. Rows are ordered by mean worst case; an order within "
           "'not distinguishable' is not a ranking. A flagged method (a failed sanity check, a "
-          "collapsed training) is listed last and not ranked; the black-box checks (whitebox_le_blackbox, "
+          "collapsed training) is listed last and not ranked, except where the flag cannot change the "
+          "verdict: every check it failed says the attacks may have missed points, so its worst case "
+          "is an upper bound, and one already worse than a sound reference is 'worse' (a flagged "
+          "reference's worst case is an upper bound too: a sound method can still be 'better'); the black-box checks (whitebox_le_blackbox, "
           "autoattack_square_gain_small) are judged here from the records, at ε up to the target. Costs: the search "
           "in core-seconds (every trial's wall time times the cores it held); training and evaluation in "
           "CPU-seconds of the trial processes, the mean over the seeds that counted them; — where a count was "
@@ -266,8 +308,8 @@ def _write_csv(path: Path, board: list[dict[str, Any]], reference: str) -> None:
         for r in board:
             c = r["comparison"]
             estimates = [v for m in ("clean", "autoattack", "worst") for v in (r[m].mean, r[m].low, r[m].high)]
-            diff = [c.difference.mean, c.difference.low, c.difference.high, _p_cell(c.p_value), c.verdict] if c else [""] * 5
-            writer.writerow([r["method"], r["seeds"], r["points"], *estimates, *diff, r.get("config", ""),
+            diff = [c.difference.mean, c.difference.low, c.difference.high, _p_cell(c.p_value)] if c else [""] * 4
+            writer.writerow([r["method"], r["seeds"], r["points"], *estimates, *diff, r["verdict"], r.get("config", ""),
                              r.get("search_core_s", ""), r.get("train_cpu_s", ""), r.get("eval_cpu_s", ""),
                              ";".join(r["flags"]), r["claim"]])
 

@@ -61,6 +61,5 @@ def _metrics(row: dict[str, Any]) -> dict[str, float]:
 
 
 def _tags(row: dict[str, Any]) -> dict[str, str]:
-    comparison = row["comparison"]
-    return {"verdict": "not ranked (flagged)" if row["flags"] else (comparison.verdict if comparison else "—"),
+    return {"verdict": row["verdict"],
             "flags": ", ".join(row["flags"]) or "none", "config": row.get("config", "")[:5000]}

@@ -209,7 +209,8 @@ def test_a_cost_count_that_was_lost_is_unknown_not_small(tmp_path):
 def test_a_flag_withholds_only_the_verdicts_it_could_change():
     """A flag that says the attacks may have missed points makes a worst case an upper bound: a
     flagged method already worse than a sound madry is worse; flagged and better, it is not
-    ranked; a flag that can also lower the number (adv_in_ball) withholds every verdict. Against a
+    ranked; a flag that can also lower the number (adv_in_ball, a randomised model) withholds
+    every verdict. Against a
     flagged reference, a sound method can be better, never worse."""
     from orchestrator.report.benchmark import rows
     rng = np.random.default_rng(4)
@@ -224,6 +225,7 @@ def test_a_flag_withholds_only_the_verdicts_it_could_change():
     assert verdicts({})["weak"] == "worse"
     assert verdicts({"more_steps_no_gain": "weak"})["weak"].startswith("worse (flagged")
     assert verdicts({"adv_in_ball": "weak"})["weak"] == "not ranked (flagged)"
+    assert verdicts({"deterministic_logits": "weak"})["weak"] == "not ranked (flagged)"
     assert verdicts({"no_zero_gradients": "madry"})["weak"] == "not ranked (the reference is flagged)"
     assert verdicts({"no_zero_gradients": "weak"}, reference="weak")["madry"].startswith("better (the reference")
     assert verdicts({"no_zero_gradients": "madry"}, reference="weak")["madry"] == "not ranked (flagged)"

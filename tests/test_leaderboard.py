@@ -22,6 +22,12 @@ def records(method: str, outcomes: dict[tuple[str, float], np.ndarray], seeds=(1
     return pd.DataFrame(rows)
 
 
+def shown_flags(trials: pd.DataFrame) -> list[str]:
+    """The flags the leaderboard shows for these trials, with no black-box check re-judged."""
+    from orchestrator.report.verdicts import described, failed
+    return described(trials, failed(trials, {}), {})
+
+
 def model(rng: np.random.Generator, clean: float, robust: float, n: int = 400) -> dict:
     clean_ok = rng.random((2, n)) < clean
     robust_ok = clean_ok & (rng.random((2, n)) < robust / clean)
@@ -82,12 +88,11 @@ def test_records_on_different_test_points_are_refused():
 
 def test_a_flag_says_how_many_seeds_it_hit():
     """One collapsed seed in three reads as one in three, a check failed on every seed as all."""
-    from orchestrator.report.benchmark import _flags
     trials = pd.DataFrame({"seed": [1, 2, 3], "collapsed": [False, False, True],
                            "sanity_autoattack_static_defense": [False, False, False],
                            "sanity_monotone_in_eps": [True, True, True], "sanity_trusted": [False, False, False]})
-    assert _flags(trials, {}, {}) == ["autoattack_static_defense (3/3 seeds)", "collapsed (1/3 seeds)"]
-    assert _flags(trials.assign(collapsed=False, sanity_autoattack_static_defense=True), {}, {}) == []
+    assert shown_flags(trials) == ["autoattack_static_defense (3/3 seeds)", "collapsed (1/3 seeds)"]
+    assert shown_flags(trials.assign(collapsed=False, sanity_autoattack_static_defense=True)) == []
 
 
 def square_stage(broken: int, n: int = 500) -> dict:
@@ -165,25 +170,24 @@ def test_each_seed_is_shown_with_its_own_numbers_and_the_spread():
 def test_a_failed_flag_says_the_value_it_judged_on_the_seeds_it_failed():
     """Zero-gradient pixels on 36%, 41% and 2% of the input: failed on two seeds, and the flag says
     by how much there; records without the values say the count alone."""
-    from orchestrator.report.benchmark import _flags
     trials = pd.DataFrame({"seed": [1, 2, 3], "sanity_no_zero_gradients": [False, False, True],
                            "measured_zero_grad_fraction": [0.36, 0.41, 0.02]})
-    assert _flags(trials, {}, {}) == ["no_zero_gradients (2/3 seeds; zero_grad_fraction 0.36-0.41)"]
-    assert _flags(trials.drop(columns="measured_zero_grad_fraction"), {}, {}) == ["no_zero_gradients (2/3 seeds)"]
+    assert shown_flags(trials) == ["no_zero_gradients (2/3 seeds; zero_grad_fraction 0.36-0.41)"]
+    assert shown_flags(trials.drop(columns="measured_zero_grad_fraction")) == ["no_zero_gradients (2/3 seeds)"]
 
 
 def test_pgd_doing_worse_than_fgsm_is_said_where():
     """trades on mnist-cpu: PGD beat FGSM's accuracy by 10 points at ε 0.35 on one seed, past the
     target 0.3, not at it: the flag names 0.35 alone (a gap within the tolerance is no failure)."""
-    from orchestrator.report.benchmark import _pgd_above_fgsm
+    from orchestrator.report.verdicts import pgd_above_fgsm
     n = 100
 
     def share(*per_seed):  # [seed, point]: the first k points of each seed correct
         return np.array([[j < k for j in range(n)] for k in per_seed])
     outcomes = {("fgsm", 0.3): share(90, 90), ("pgd", 0.3): share(87, 92),
                 ("fgsm", 0.35): share(16, 44), ("pgd", 0.35): share(26, 3)}
-    assert _pgd_above_fgsm(records("trades", outcomes)) == {"trades": [0.35]}
-    assert _pgd_above_fgsm(records("madry", {("fgsm", 0.3): share(90, 90), ("pgd", 0.3): share(80, 80)})) == {}
+    assert pgd_above_fgsm(records("trades", outcomes)) == {"trades": [0.35]}
+    assert pgd_above_fgsm(records("madry", {("fgsm", 0.3): share(90, 90), ("pgd", 0.3): share(80, 80)})) == {}
 
 
 def test_a_cost_count_that_was_lost_is_unknown_not_small(tmp_path):

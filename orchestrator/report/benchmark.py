@@ -13,11 +13,9 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.records import examples, parquet
-from orchestrator.report import blackbox, draw, html
+from orchestrator.report import draw, html, verdicts
 from orchestrator.report.leaderboard import METRICS, Estimate, estimate, leaderboard, outcome_matrices, per_seed
 from search_spaces import SPACES
-from trainables.sanity import MEASURE_OF, OVERSTATING
-from trainables.sanity import TOL as SANITY_TOL
 
 TABLE_FILE, CSV_FILE, HTML_FILE = "benchmark.md", "benchmark.csv", "benchmark.html"
 SEEDS_CSV_FILE = "benchmark_seeds.csv"
@@ -91,101 +89,14 @@ def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, 
     `reference`) with each method's chosen configuration, costs, sanity flags, verdict and paper
     claim; flagged methods after the sound ones."""
     board = leaderboard(records, target_eps, reference)
-    rejudged = blackbox.failing_seeds(records, target_eps)
-    pgd_above_fgsm = _pgd_above_fgsm(records)
-    out = []
-    for row in board.to_dict("records"):
-        method = row["method"]
-        mine = trials[trials["method"] == method] if len(trials) else trials
-        where = pgd_above_fgsm.get(method)
-        flags = _flags(mine, rejudged.get(method, {}),
-                       {"pgd_le_fgsm": "; PGD above FGSM at ε " + ", ".join(f"{e:g}" for e in where)} if where else {})
-        out.append({**row, **info.get(method, {}), "flags": flags,
-                    "reading": _reading(_failed(mine, rejudged.get(method, {}))), "claim": _claim(method, claims)})
-    reading_of = {r["method"]: r["reading"] for r in out}
+    judged = verdicts.judge(records, trials, target_eps)
+    out = [{**row, **info.get(row["method"], {}), "flags": judged[row["method"]].flags,
+            "reading": judged[row["method"]].reading, "claim": _claim(row["method"], claims)}
+           for row in board.to_dict("records")]
+    reference_reading = judged[reference].reading if reference in judged else None
     for row in out:
-        row["verdict"] = verdict(row, reading_of.get(reference))
+        row["verdict"] = verdicts.verdict(row["comparison"], row["reading"], reference_reading)
     return sorted(out, key=lambda r: bool(r["flags"]))  # stable: sound ones keep their order
-
-
-# How far a method's worst case can be read: as measured (no flag), as an upper bound (every flag
-# says the attacks may have missed points), or not at all (another flag: a collapsed seed, an
-# attack that left the ε-ball).
-EXACT, UPPER_BOUND, UNREADABLE = "exact", "upper bound", "unreadable"
-
-
-def _reading(failed: dict[str, int]) -> str:
-    if not failed:
-        return EXACT
-    return UPPER_BOUND if set(failed) <= OVERSTATING else UNREADABLE
-
-
-def verdict(row: dict[str, Any], reference_reading: str | None) -> str:
-    """The leaderboard's verdict on a method against the reference, as far as the flags let it be
-    read. Two sound numbers: the paired comparison's. A flagged method whose worst case is an upper
-    bound can still be worse than a sound reference (its true number is lower still), never
-    better; against a reference whose number is an upper bound, a sound method can still be better.
-    Anything else is not ranked."""
-    comparison = row["comparison"]
-    if comparison is None:
-        return "—"
-    if comparison.verdict == "reference":
-        return "reference"
-    mine = row["reading"]
-    if mine == reference_reading == EXACT:
-        return comparison.verdict
-    if comparison.verdict == "worse" and mine == UPPER_BOUND and reference_reading == EXACT:
-        return "worse (flagged: its worst case is an upper bound)"
-    if comparison.verdict == "better" and mine == EXACT and reference_reading == UPPER_BOUND:
-        return "better (the reference is flagged: its worst case is an upper bound)"
-    return "not ranked (flagged)" if mine != EXACT else "not ranked (the reference is flagged)"
-
-
-def _flags(trials: pd.DataFrame, rejudged: dict[str, int], where: dict[str, str]) -> list[str]:
-    """Why a method's numbers are not to be ranked: a failed sanity check (the black-box ones as
-    re-judged from the records, `rejudged`), a collapsed training; each with how many of its seeds
-    it hit, so one bad seed in three does not read as three, and what it measured (`where`: said
-    from the records, e.g. the ε at which PGD did worse than FGSM)."""
-    return [f"{name} ({count}/{len(trials)} seeds{_measured(trials, name)}{where.get(name, '')})"
-            for name, count in _failed(trials, rejudged).items()]
-
-
-def _failed(trials: pd.DataFrame, rejudged: dict[str, int]) -> dict[str, int]:
-    """Each failed sanity check (the black-box ones as `rejudged`) and a collapsed training: how
-    many of the method's seeds it hit."""
-    stored = [column for column in trials.columns if column.startswith("sanity_")
-              and column.removeprefix("sanity_") not in (*blackbox.REJUDGED, "trusted")]
-    failed = {column.removeprefix("sanity_"): int((trials[column] == False).sum())  # noqa: E712
-              for column in stored}
-    failed.update(rejudged)
-    if "collapsed" in trials:
-        failed["collapsed"] = int(trials["collapsed"].fillna(False).astype(bool).sum())
-    return {name: count for name, count in failed.items() if count}
-
-
-def _pgd_above_fgsm(records: pd.DataFrame) -> dict[str, list[float]]:
-    """Per method, the ε at which a seed's PGD accuracy exceeded its FGSM accuracy by more than the
-    check's tolerance (the pgd_le_fgsm rule, on the records' curve series): a failure past the
-    target ε does not bear on the headline number the way one at it would, so the flag says where."""
-    series = records[records["attack"].isin(["pgd", "fgsm"])]
-    accuracy = series.groupby(["method", "seed", "path", "eps", "attack"])["correct"].mean().unstack("attack")
-    if accuracy.empty or not {"pgd", "fgsm"} <= set(accuracy.columns):
-        return {}
-    above = accuracy[accuracy["pgd"] > accuracy["fgsm"] + SANITY_TOL].reset_index()
-    return {method: sorted(rows["eps"].unique()) for method, rows in above.groupby("method")}
-
-
-def _measured(trials: pd.DataFrame, check: str) -> str:
-    """'; zero_grad_fraction 0.36-0.41': the value a failed check judged, over the seeds it
-    failed on, where the records carry it (trials written before they did: nothing)."""
-    column = f"measured_{MEASURE_OF[check]}" if check in MEASURE_OF else None
-    if column not in trials:
-        return ""
-    values = trials.loc[trials[f"sanity_{check}"] == False, column].dropna()  # noqa: E712
-    if values.empty:
-        return ""
-    low, high = f"{values.min():.2g}", f"{values.max():.2g}"
-    return f"; {MEASURE_OF[check]} {low}" + (f"-{high}" if high != low else "")
 
 
 def _claim(method: str, key: str) -> str:

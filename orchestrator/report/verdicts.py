@@ -8,11 +8,11 @@ withhold every verdict."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
 from orchestrator.report import blackbox
+from orchestrator.report.leaderboard import Comparison
 from trainables.sanity import MEASURE_OF, OVERSTATING
 from trainables.sanity import TOL as SANITY_TOL
 
@@ -49,7 +49,7 @@ def reading(failed_checks: dict[str, int]) -> str:
     return UPPER_BOUND if set(failed_checks) <= OVERSTATING else UNREADABLE
 
 
-def verdict(comparison: Any, mine: str, reference_reading: str | None) -> str:
+def verdict(comparison: Comparison | None, mine: str, reference_reading: str | None) -> str:
     """The verdict on a method (its report.leaderboard Comparison, its reading) against the
     reference, as far as the flags let it be read. Two sound numbers: the paired comparison's. A
     method whose worst case is an upper bound can still be worse than a sound reference (its true

@@ -90,12 +90,11 @@ def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, 
     claim; flagged methods after the sound ones."""
     board = leaderboard(records, target_eps, reference)
     judged = verdicts.judge(records, trials, target_eps)
-    out = [{**row, **info.get(row["method"], {}), "flags": judged[row["method"]].flags,
-            "reading": judged[row["method"]].reading, "claim": _claim(row["method"], claims)}
-           for row in board.to_dict("records")]
     reference_reading = judged[reference].reading if reference in judged else None
-    for row in out:
-        row["verdict"] = verdicts.verdict(row["comparison"], row["reading"], reference_reading)
+    out = [{**row, **info.get(row["method"], {}), "flags": judged[row["method"]].flags,
+            "verdict": verdicts.verdict(row["comparison"], judged[row["method"]].reading, reference_reading),
+            "claim": _claim(row["method"], claims)}
+           for row in board.to_dict("records")]
     return sorted(out, key=lambda r: bool(r["flags"]))  # stable: sound ones keep their order
 
 

@@ -364,3 +364,19 @@ def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
     first = draw_into(tmp_path / "a")
     time.sleep(1.1)  # the creation date's resolution is a second
     assert draw_into(tmp_path / "b") == first
+
+
+def test_clean_vs_worst_zooms_on_the_clean_intervals_and_names_each_point():
+    """Trained models' clean accuracies lie a few points apart: on a 0-1 axis their error bars
+    would be one blur. The x axis spans every clean interval (no more than a margin beyond), the
+    worst-case axis keeps 0-1, and each point carries its method's name."""
+    from orchestrator.report.leaderboard import Estimate
+    points = {"madry": (Estimate(0.965, 0.947, 0.980), Estimate(0.757, 0.719, 0.797), False),
+              "afd": (Estimate(0.973, 0.959, 0.985), Estimate(0.436, 0.332, 0.549), True)}
+    fig = figures.clean_vs_worst_bars(points)
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert 0.93 < low < 0.947 and 0.985 < high < 1.0
+    assert ax.get_ylim() == (-0.02, 1.02)
+    assert {t.get_text() for t in ax.texts} == {"madry", "afd"}
+    figures.plt.close(fig)

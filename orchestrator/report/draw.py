@@ -225,6 +225,14 @@ def _accuracy_axes(ax: Any, xlabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
+def _padded_span(values: Sequence[float], pad: float = 0.15) -> tuple[float, float]:
+    """From below the lowest to above the highest value, by `pad` of their span (at least 0.01),
+    inside -0.02 to 1.02."""
+    low, high = min(values), max(values)
+    margin = max(pad * (high - low), 0.01)
+    return max(low - margin, -0.02), min(high + margin, 1.02)
+
+
 def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
@@ -254,8 +262,12 @@ def clean_vs_worst_bars(points: Mapping[str, tuple[Any, Any, bool]]) -> Figure:
                     yerr=[[worst.mean - worst.low], [worst.high - worst.mean]], fmt="o",
                     color=colors[method], mfc="none" if flagged else colors[method],
                     label=method + (" (flagged)" if flagged else ""), capsize=3)
+        ax.annotate(method, (clean.mean, worst.mean), xytext=(6, 4), textcoords="offset points",
+                    fontsize=8, color=colors[method])
     _accuracy_axes(ax, "clean accuracy")
-    ax.set_xlim(-0.02, 1.02)
+    # Clean accuracies of trained models sit within a few points of each other: on a 0-1 axis
+    # their error bars would be one blur, so the x axis spans the intervals (worst case keeps 0-1).
+    ax.set_xlim(*_padded_span([v for clean, _, _ in points.values() for v in (clean.low, clean.high)]))
     ax.set_ylabel("worst-case accuracy at the target ε")
     ax.set_title("Clean vs worst case (95% intervals)", fontsize=9)
     ax.legend(fontsize=8)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
     resumed = _orch(tmp_path, "--resume")
     assert resumed.finish(timeout_s=1500) == 0, resumed.output[-3000:]
 
+    digests = set()
     for method in ("madry", "trades"):
         search = pq.read_table(root / f"{method}-search" / "trials.parquet").to_pylist()
         assert len(search) == 2 and len({r["trial_id"] for r in search}) == 2
@@ -48,12 +50,15 @@ def test_benchmark_resumes_after_a_kill_and_ranks_from_its_records(tmp_path):
         assert {r["eval_profile"] for r in search} == {"none"}  # and says so
         seeds = pq.read_table(root / f"{method}-seeds" / "trials.parquet").to_pylist()
         assert sorted(r["seed"] for r in seeds if r["status"] == "FINISHED") == [1, 2]
+        # What a merge checks: every finished trial, search and seeds, names the same data.
+        digests.update(r["data_digest"] for r in search + seeds if r["status"] == "FINISHED")
         records = pq.read_table(root / f"{method}-seeds" / "examples.parquet").to_pandas()
         assert sorted(records["index"].unique()) == list(range(40))
         assert not records.duplicated(["trial_id", "attack", "path", "eps", "index"]).any()
         # The seeds' finished attacks are kept beside the sweeps, where --continue-from finds them.
         assert any((root / f"{method}-evaluations").rglob("*.pt"))
         assert not (root / f"{method}-seeds" / "evaluations").exists()
+    assert len(digests) == 1 and re.fullmatch("[0-9a-f]{16}", digests.pop()), digests
     client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
     experiment = client.get_experiment_by_name("orch-digits")
     runs = client.search_runs([experiment.experiment_id])
@@ -116,21 +121,27 @@ def test_benchmark_bad_input_is_one_line_exit_2_and_writes_nothing(args, message
     assert list(tmp_path.iterdir()) == []
 
 
-def test_leaderboard_refuses_records_on_different_test_points(tmp_path):
-    """Two benchmark folders measured on different points cannot be merged: one line, exit 2."""
+@pytest.mark.parametrize("points_b,digest_b,message", [
+    (range(3, 8), "aaaa", "the records are on different test points"),
+    # The same dataset name and indices, other examples (another npz file): only the digest tells.
+    (range(5), "bbbb", "the records were measured on different data (content digests aaaa, bbbb)"),
+])
+def test_leaderboard_refuses_records_on_different_test_points_or_data(points_b, digest_b, message, tmp_path):
+    """Two benchmark folders measured on different points or data cannot be merged: one line, exit 2."""
     import pandas as pd
 
-    for name, points in (("a", range(5)), ("b", range(3, 8))):
+    for name, points, digest in (("a", range(5), "aaaa"), ("b", points_b, digest_b)):
         sweep = tmp_path / name / f"{name}-seeds"
         sweep.mkdir(parents=True)
         pd.DataFrame([{"sweep": f"{name}-seeds", "method": name, "trial_id": "t", "status": "FINISHED",
-                       "target_eps": 0.1, "dataset": "digits", "seed": 1, "hp_lr": 0.001}]).to_parquet(sweep / "trials.parquet")
+                       "target_eps": 0.1, "dataset": "npz", "data_digest": digest, "seed": 1,
+                       "hp_lr": 0.001}]).to_parquet(sweep / "trials.parquet")
         pd.DataFrame([{"sweep": f"{name}-seeds", "method": name, "trial_id": "t", "config_id": "c", "seed": 1,
                        "attack": "clean", "path": "predict", "eps": 0.0, "index": i, "correct": True}
                       for i in points]).to_parquet(sweep / "examples.parquet")
     result = _leaderboard(tmp_path / "a", tmp_path / "b", "-o", tmp_path / "out")
     assert result.exit_code == 2
-    assert result.stderr.startswith("orch: error: the records are on different test points")
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("orch: error: " + message)
     assert not (tmp_path / "out").exists()
 
 

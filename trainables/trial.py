@@ -187,7 +187,8 @@ def run_trial(config: TrialConfig, reporter: Reporter | None = None,
             trained_cpu = time.process_time()
             metrics.update(train_cpu_s=carried_cpu + trained_cpu - started_cpu, target_eps=protocol.target_eps,
                            final_checkpoint=config.eval.final_checkpoint, evaluated_epoch=evaluated_epoch,
-                           collapsed=collapsed(history, data.num_classes))
+                           collapsed=collapsed(history, data.num_classes),
+                           data_digest=dataset_record(config.data)["digest"])
             if config.eval.evaluate_test:
                 result = final_evaluation(config, method, data, protocol, history, evaluated_epoch)
                 metrics.update(test_metrics(result, method.extra_evaluation(data, config.eval, protocol.target_eps)),

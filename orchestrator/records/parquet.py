@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 
 from trainables.sanity import CHECKS, MEASURE_OF
 
-# 2: AutoAttack alone, its own checks as sanity_autoattack_*, CPU-seconds; 3: measured_* values
-SCHEMA_VERSION = "3"
+# 2: AutoAttack alone, its own checks as sanity_autoattack_*, CPU-seconds; 3: measured_* values;
+# 4: data_digest
+SCHEMA_VERSION = "4"
 CURVES_FILE = "curves.parquet"
 TRIALS_FILE = "trials.parquet"
 
@@ -47,6 +48,7 @@ TRIAL_OUTCOME = [
     ("val_robust_acc", pa.float64()),  # validation, the last epoch's per-epoch PGD (ASHA's rungs)
     ("val_strong_robust_acc", pa.float64()),  # validation, PGD-CE + APGD-DLR: what the search optimised
     ("target_eps", pa.float64()),
+    ("data_digest", pa.string()),  # trainables.provenance: sha256 of every split (16 hex digits)
     ("epochs_completed", pa.int64()),
     ("duration_s", pa.float64()),  # wall-seconds of the trial, all its runs (a resumed trial's too)
     ("checkpoint_uri", pa.string()),

@@ -101,6 +101,7 @@ class ParquetRecorder(tune.Callback):
             STRONG_METRIC: result.get(STRONG_METRIC),
             "val_clean_acc": result.get("val_clean_acc"),
             "target_eps": result.get("target_eps"),
+            "data_digest": result.get("data_digest"),
             "epochs_completed": result.get("epoch", 0),
             "duration_s": _duration(result, self.started.get(trial.trial_id)),
             "checkpoint_uri": trial.checkpoint.path if trial.checkpoint is not None else None,

@@ -316,6 +316,16 @@ class Leaderboard:
     reference: str
 
 
+def check_same_data(finished: pd.DataFrame) -> None:
+    """Two npz files (or two --val-fraction splits) give the same dataset name and the same test
+    indices: only the data's content digest tells them apart. Records written before trials
+    reported it (schema 3 and older) have none and are not compared."""
+    digests = finished["data_digest"].dropna().unique() if "data_digest" in finished else []
+    if len(digests) > 1:
+        raise BenchmarkError(f"the records were measured on different data (content digests "
+                             f"{', '.join(sorted(digests))}): merge only benchmarks run on the same --data-dir")
+
+
 def build(dirs: list[Path], reference: str | None = None) -> Leaderboard:
     """The leaderboard of one or more benchmark folders merged, every method compared with
     `reference` (default madry, where it was run); BenchmarkError (or RecordsMismatch) when they
@@ -333,6 +343,7 @@ def build(dirs: list[Path], reference: str | None = None) -> Leaderboard:
         if len(values) > 1:
             raise BenchmarkError(f"the records were measured at different {what}s "
                                  f"({', '.join(map(str, sorted(values)))}): merge only benchmarks of one preset")
+    check_same_data(finished)
     if reference is not None and reference not in set(finished["method"]):
         raise BenchmarkError(f"--reference {reference}: not among the merged methods "
                              f"({', '.join(sorted(set(finished['method'])))})")

@@ -110,6 +110,7 @@ def test_the_blackbox_checks_are_judged_from_the_records_not_the_stored_flags():
     package's comparison) and its whitebox flag on a gap past the target ε: the leaderboard judges
     both again from the records, and flags a Square stage that broke 10 points of 500."""
     from orchestrator.report.benchmark import rows
+    from orchestrator.report.verdicts import judge
     stored = pd.DataFrame({"method": ["m", "m"], "seed": [10, 11], "sanity_autoattack_square_no_gain": [False, True],
                            "sanity_whitebox_le_blackbox": [False, True]})
 
@@ -119,13 +120,15 @@ def test_the_blackbox_checks_are_judged_from_the_records_not_the_stored_flags():
             transfer = np.ones((2, 500), dtype=bool)
             transfer[:, ::2] = False
             outcomes.update({("pgd", 3 * TARGET): np.ones((2, 500), dtype=bool), ("transfer", 3 * TARGET): transfer})
-        return rows(records("m", outcomes), stored, {}, TARGET, "mnist")[0]["flags"]
+        merged = records("m", outcomes)
+        return rows(merged, judge(merged, stored, TARGET), {}, TARGET, "mnist")[0]["flags"]
 
     assert flags(1) == [] and flags(1, beyond_target_gap=True) == []
     assert flags(10) == ["autoattack_square_gain_small (1/2 seeds)"]
     transfer_at_target = square_stage(0)
     transfer_at_target[("transfer", TARGET)] = np.tile(np.arange(500) % 2 == 1, (2, 1))
-    assert rows(records("m", transfer_at_target), stored, {}, TARGET, "mnist")[0]["flags"] == [
+    merged = records("m", transfer_at_target)
+    assert rows(merged, judge(merged, stored, TARGET), {}, TARGET, "mnist")[0]["flags"] == [
         "whitebox_le_blackbox (2/2 seeds)"]
 
 
@@ -142,7 +145,7 @@ def test_a_methods_intervals_do_not_depend_on_which_others_are_merged():
 def test_a_p_value_too_small_for_a_float_is_shown_as_a_bound_not_zero():
     """An undefended model against madry: ~1,500 discordant pairs all one way, whose exact p
     (about 1e-450) underflows to 0.0; the table says p<1e-300, never p=0."""
-    from orchestrator.report.benchmark import p_text
+    from orchestrator.report.leaderboard import p_text
     robust = {("clean", 0.0): np.ones((2, 750), bool), ("pgd", TARGET): np.ones((2, 750), bool),
               ("autoattack", TARGET): np.ones((2, 750), bool)}
     broken = {**robust, ("pgd", TARGET): np.zeros((2, 750), bool), ("autoattack", TARGET): np.zeros((2, 750), bool)}
@@ -217,6 +220,7 @@ def test_a_flag_withholds_only_the_verdicts_it_could_change():
     every verdict. Against a
     flagged reference, a sound method can be better, never worse."""
     from orchestrator.report.benchmark import rows
+    from orchestrator.report.verdicts import judge
     rng = np.random.default_rng(4)
     strong, weak = model(rng, 0.95, 0.8), model(rng, 0.95, 0.4)
     merged = pd.concat([records("madry", strong), records("weak", weak)])
@@ -224,7 +228,7 @@ def test_a_flag_withholds_only_the_verdicts_it_could_change():
     def verdicts(failed: dict[str, str], reference: str = "madry") -> dict[str, str]:
         trials = pd.DataFrame([{"method": m, "seed": s, **{f"sanity_{c}": m != failed.get(c) for c in failed}}
                                for m in ("madry", "weak") for s in (10, 11)])
-        return {r["method"]: r["verdict"] for r in rows(merged, trials, {}, TARGET, "mnist", reference)}
+        return {r["method"]: r["verdict"] for r in rows(merged, judge(merged, trials, TARGET), {}, TARGET, "mnist", reference)}
 
     assert verdicts({})["weak"] == "worse"
     assert verdicts({"more_steps_no_gain": "weak"})["weak"].startswith("worse (flagged")
@@ -233,3 +237,45 @@ def test_a_flag_withholds_only_the_verdicts_it_could_change():
     assert verdicts({"no_zero_gradients": "madry"})["weak"] == "not ranked (the reference is flagged)"
     assert verdicts({"no_zero_gradients": "weak"}, reference="weak")["madry"].startswith("better (the reference")
     assert verdicts({"no_zero_gradients": "madry"}, reference="weak")["madry"] == "not ranked (flagged)"
+
+
+def test_every_pair_is_compared_and_judged_by_both_flags():
+    """Not only each method against the reference: every pair, in the leaderboard's order, with
+    the paired difference and a verdict that a flag on either side withholds as the reference
+    column's would, naming the method that is flagged."""
+    from orchestrator.report.pairs import pairs
+    from orchestrator.report.verdicts import EXACT, UNREADABLE, UPPER_BOUND, Judged
+    rng = np.random.default_rng(5)
+    strong, middle = model(rng, 0.95, 0.8), model(rng, 0.95, 0.6)
+    merged = pd.concat([records("strong", strong), records("middle", middle), records("twin", middle)])
+    sound = {m: Judged([], EXACT) for m in ("strong", "middle", "twin")}
+    board = leaderboard(merged, TARGET, reference="middle").to_dict("records")
+    found = {(p["method"], p["minus"]): p for p in pairs(board, merged, TARGET, sound, "middle")}
+    assert set(found) == {("strong", "middle"), ("strong", "twin"), ("middle", "twin")}
+    assert found[("strong", "middle")]["verdict"] == "better"
+    assert found[("strong", "middle")]["comparison"].difference.mean == pytest.approx(
+        strong[("autoattack", TARGET)].mean() - middle[("autoattack", TARGET)].mean())
+    # A pair with the reference is the leaderboard's own comparison, not a second bootstrap.
+    row = next(r for r in board if r["method"] == "strong")
+    assert found[("strong", "middle")]["comparison"] == row["comparison"]
+    assert found[("strong", "twin")]["comparison"].difference.mean > 0
+    # With strong as the reference, its pair with middle is middle's row reversed: same p, negated interval.
+    by_strong = leaderboard(merged, TARGET, reference="strong").to_dict("records")
+    middle_row = next(r for r in by_strong if r["method"] == "middle")["comparison"]
+    reversed_pair = next(p for p in pairs(by_strong, merged, TARGET, sound, "strong")
+                         if (p["method"], p["minus"]) == ("strong", "middle"))
+    assert reversed_pair["comparison"].difference.low == -middle_row.difference.high
+    assert reversed_pair["comparison"].p_value == middle_row.p_value
+    assert (reversed_pair["verdict"], middle_row.verdict) == ("better", "worse")
+    assert found[("middle", "twin")]["comparison"].difference.mean == 0.0
+    assert found[("middle", "twin")]["verdict"] == "not distinguishable"
+
+    def verdicts(middle: Judged) -> dict[tuple[str, str], str]:
+        return {(p["method"], p["minus"]): p["verdict"]
+                for p in pairs(board, merged, TARGET, {**sound, "middle": middle}, "middle")}
+
+    upper_bound = verdicts(Judged(["no_zero_gradients (2/2 seeds)"], UPPER_BOUND))
+    assert upper_bound[("strong", "middle")] == "better (middle is flagged: its worst case is an upper bound)"
+    assert upper_bound[("middle", "twin")] == "not ranked (flagged)"
+    collapsed = verdicts(Judged(["collapsed (1/2 seeds)"], UNREADABLE))
+    assert collapsed[("strong", "middle")] == "not ranked (middle is flagged)"

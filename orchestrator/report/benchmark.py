@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.records import examples, parquet
-from orchestrator.report import draw, html, verdicts
-from orchestrator.report.leaderboard import METRICS, Estimate, estimate, leaderboard, outcome_matrices, per_seed
+from orchestrator.report import draw, html, pairs, verdicts
+from orchestrator.report.leaderboard import (METRICS, estimate, leaderboard, outcome_matrices, p_cell,
+                                             p_text, per_seed)
 from search_spaces import SPACES
 
 TABLE_FILE, CSV_FILE, HTML_FILE = "benchmark.md", "benchmark.csv", "benchmark.html"
@@ -83,13 +84,12 @@ def trial_rows(final_dirs: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def rows(records: pd.DataFrame, trials: pd.DataFrame, info: dict[str, dict[str, Any]], target_eps: float,
-         claims: str, reference: str = REFERENCE) -> list[dict[str, Any]]:
+def rows(records: pd.DataFrame, judged: dict[str, verdicts.Judged], info: dict[str, dict[str, Any]],
+         target_eps: float, claims: str, reference: str = REFERENCE) -> list[dict[str, Any]]:
     """The leaderboard's rows: the statistics (report.leaderboard, each method compared with
     `reference`) with each method's chosen configuration, costs, sanity flags, verdict and paper
-    claim; flagged methods after the sound ones."""
+    claim (`judged`: verdicts.judge's); flagged methods after the sound ones."""
     board = leaderboard(records, target_eps, reference)
-    judged = verdicts.judge(records, trials, target_eps)
     reference_reading = judged[reference].reading if reference in judged else None
     out = [{**row, **info.get(row["method"], {}), "flags": judged[row["method"]].flags,
             "verdict": verdicts.verdict(row["comparison"], judged[row["method"]].reading, reference_reading),
@@ -114,29 +114,15 @@ def header(reference: str) -> list[str]:
             "flags", "paper's claim (its own protocol)"]
 
 
-# Below this McNemar's exact p underflows (binomtest returns 0.0 for ~1,100 discordant pairs all
-# one way, as an undefended model against madry gives); no p is 0.
-SMALLEST_P = 1e-300
-
-
-def p_text(p_value: float) -> str:
-    """'=7.9e-26', or '<1e-300' where the exact p is too small for a float."""
-    return f"<{SMALLEST_P:.0e}" if p_value < SMALLEST_P else f"={p_value:.2g}"
-
-
 def cells(row: dict[str, Any]) -> list[str]:
     comparison = row["comparison"]
     difference = "—" if comparison is None else (
         "reference" if comparison.verdict == "reference" else
-        f"{_signed(comparison.difference)} (p{p_text(comparison.p_value)})")
+        f"{comparison.difference.signed()} (p{p_text(comparison.p_value)})")
     return [row["method"], f"{row['seeds']} × {row['points']}", row["clean"].percent(),
             row["autoattack"].percent(), row["worst"].percent(), difference, row["verdict"],
             row.get("config", "—"), _seconds(row.get("search_core_s")), _seconds(row.get("train_cpu_s")),
             _seconds(row.get("eval_cpu_s")), ", ".join(row["flags"]) or "none", row["claim"]]
-
-
-def _signed(e: Estimate) -> str:
-    return f"{100 * e.mean:+.1f} [{100 * e.low:+.1f}, {100 * e.high:+.1f}]"
 
 
 def _seconds(value: Any) -> str:
@@ -188,18 +174,22 @@ def write(root: Path, title: str, merged: Leaderboard) -> list[Path]:
     head, said = header(reference), legend(reference)
     seeds = per_seed(records, target_eps)
     by_seed = seed_cells(board, seeds)
+    every_pair, pairs_said = [pairs.cells(p) for p in merged.pairs], pairs.legend(len(merged.pairs))
     (root / TABLE_FILE).write_text("\n".join([
         title, "", *_markdown(head, table), "", said, "", "Per seed:", "", *_markdown(SEEDS_HEADER, by_seed),
-        "", SEEDS_LEGEND, ""]))
+        "", SEEDS_LEGEND, "", "Every pair:", "", *_markdown(pairs.HEADER, every_pair), "", pairs_said, ""]))
     _write_csv(root / CSV_FILE, board, reference)
     seeds.to_csv(root / SEEDS_CSV_FILE, index=False)
+    pairs.write_csv(root / pairs.PAIRS_CSV_FILE, merged.pairs)
     figures = _figures(root, board, records, target_eps)
     shown = html.table(head, table, ["untrusted" if r["flags"] else "" for r in board]) + html.paragraph(said)
     shown += "".join(html.figure(path, caption) for path, caption in figures)
     per_seed_section = html.table(SEEDS_HEADER, by_seed) + html.paragraph(SEEDS_LEGEND)
-    (root / HTML_FILE).write_text(html.page("orch benchmark", title,
-                                            [("Leaderboard", shown), ("Per seed", per_seed_section)]))
-    return [root / TABLE_FILE, root / CSV_FILE, root / HTML_FILE, root / SEEDS_CSV_FILE, *(p for p, _ in figures)]
+    pairs_section = html.table(pairs.HEADER, every_pair) + html.paragraph(pairs_said)
+    (root / HTML_FILE).write_text(html.page("orch benchmark", title, [
+        ("Leaderboard", shown), ("Per seed", per_seed_section), ("Every pair", pairs_section)]))
+    return [root / TABLE_FILE, root / CSV_FILE, root / HTML_FILE, root / SEEDS_CSV_FILE,
+            root / pairs.PAIRS_CSV_FILE, *(p for p, _ in figures)]
 
 
 def _markdown(header: list[str], table: list[list[str]]) -> list[str]:
@@ -218,15 +208,10 @@ def _write_csv(path: Path, board: list[dict[str, Any]], reference: str) -> None:
         for r in board:
             c = r["comparison"]
             estimates = [v for m in ("clean", "autoattack", "worst") for v in (r[m].mean, r[m].low, r[m].high)]
-            diff = [c.difference.mean, c.difference.low, c.difference.high, _p_cell(c.p_value)] if c else [""] * 4
+            diff = [c.difference.mean, c.difference.low, c.difference.high, p_cell(c.p_value)] if c else [""] * 4
             writer.writerow([r["method"], r["seeds"], r["points"], *estimates, *diff, r["verdict"], r.get("config", ""),
                              r.get("search_core_s", ""), r.get("train_cpu_s", ""), r.get("eval_cpu_s", ""),
                              ";".join(r["flags"]), r["claim"]])
-
-
-def _p_cell(p_value: float) -> float | str:
-    """The p value as a number, or '<1e-300' where it underflowed (never a false 0)."""
-    return p_value if p_value >= SMALLEST_P else p_text(p_value)
 
 
 def _figures(root: Path, board: list[dict[str, Any]], records: pd.DataFrame,
@@ -314,6 +299,7 @@ class Leaderboard:
     target_eps: float
     dataset: str
     reference: str
+    pairs: list[dict[str, Any]]  # report.pairs: every method against every one below it
 
 
 def check_same_data(finished: pd.DataFrame) -> None:
@@ -357,5 +343,7 @@ def build(dirs: list[Path], reference: str | None = None) -> Leaderboard:
         if len(mine):
             info[mine["method"].iloc[0]] = {"config": config_text(mine), **costs(sweep_dir)}
     reference = reference or REFERENCE
-    return Leaderboard(rows(records, finished, info, target, CLAIMS_OF.get(dataset, dataset), reference),
-                       records, target, dataset, reference)
+    judged = verdicts.judge(records, finished, target)
+    board = rows(records, judged, info, target, CLAIMS_OF.get(dataset, dataset), reference)
+    compared = pairs.pairs(board, records, target, judged, reference)
+    return Leaderboard(board, records, target, dataset, reference, compared)

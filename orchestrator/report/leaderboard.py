@@ -44,12 +44,37 @@ class Estimate:
             return "—"
         return f"{100 * self.mean:.1f} [{100 * self.low:.1f}, {100 * self.high:.1f}]"
 
+    def signed(self) -> str:
+        """A difference in points: '+8.9 [+5.2, +12.7]'."""
+        return f"{100 * self.mean:+.1f} [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
+
 
 @dataclass(frozen=True)
 class Comparison:
     difference: Estimate  # method minus reference, worst case at the target ε
     p_value: float  # McNemar's exact test on discordant (seed, point) pairs
     verdict: str  # better | worse | not distinguishable | reference
+
+    def reversed(self) -> "Comparison":
+        """The reference minus the method: the same bootstrap draws negated, the same p."""
+        d = self.difference
+        return Comparison(Estimate(-d.mean, -d.high, -d.low), self.p_value,
+                          {"better": "worse", "worse": "better"}.get(self.verdict, self.verdict))
+
+
+# Below this McNemar's exact p underflows (binomtest returns 0.0 for ~1,100 discordant pairs all
+# one way, as an undefended model against madry gives); no p is 0.
+SMALLEST_P = 1e-300
+
+
+def p_text(p_value: float) -> str:
+    """'=7.9e-26', or '<1e-300' where the exact p is too small for a float."""
+    return f"<{SMALLEST_P:.0e}" if p_value < SMALLEST_P else f"={p_value:.2g}"
+
+
+def p_cell(p_value: float) -> float | str:
+    """The p value as a number for a CSV, or '<1e-300' where it underflowed (never a false 0)."""
+    return p_value if p_value >= SMALLEST_P else p_text(p_value)
 
 
 def outcome_matrices(records: pd.DataFrame, target_eps: float) -> dict[str, dict[str, np.ndarray]]:

@@ -49,9 +49,10 @@ def reading(failed_checks: dict[str, int]) -> str:
     return UPPER_BOUND if set(failed_checks) <= OVERSTATING else UNREADABLE
 
 
-def verdict(comparison: Comparison | None, mine: str, reference_reading: str | None) -> str:
+def verdict(comparison: Comparison | None, mine: str, reference_reading: str | None,
+            other: str = "the reference") -> str:
     """The verdict on a method (its report.leaderboard Comparison, its reading) against the
-    reference, as far as the flags let it be read. Two sound numbers: the paired comparison's. A
+    reference (named `other` in what it says), as far as the flags let it be read. Two sound numbers: the paired comparison's. A
     method whose worst case is an upper bound can still be worse than a sound reference (its true
     number is lower still), never better; against a reference whose number is an upper bound, a
     sound method can still be better. Anything else is not ranked."""
@@ -64,8 +65,8 @@ def verdict(comparison: Comparison | None, mine: str, reference_reading: str | N
     if comparison.verdict == "worse" and mine == UPPER_BOUND and reference_reading == EXACT:
         return "worse (flagged: its worst case is an upper bound)"
     if comparison.verdict == "better" and mine == EXACT and reference_reading == UPPER_BOUND:
-        return "better (the reference is flagged: its worst case is an upper bound)"
-    return "not ranked (flagged)" if mine != EXACT else "not ranked (the reference is flagged)"
+        return f"better ({other} is flagged: its worst case is an upper bound)"
+    return "not ranked (flagged)" if mine != EXACT else f"not ranked ({other} is flagged)"
 
 
 def described(trials: pd.DataFrame, hits: dict[str, int], where: dict[str, str]) -> list[str]:

@@ -35,7 +35,8 @@ def pairs(board: list[dict[str, Any]], records: pd.DataFrame, target_eps: float,
         if method == reference:
             return vs_reference[other].reversed()
         # One generator per pair: its interval does not depend on which others were merged.
-        return compare(worst[method], worst[other], np.random.default_rng([seed, zlib.crc32(f"{method} - {other}".encode())]))
+        rng = np.random.default_rng([seed, zlib.crc32(f"{method} - {other}".encode())])
+        return compare(worst[method], worst[other], rng)
 
     out = []
     for i, method in enumerate(order):

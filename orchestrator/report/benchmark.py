@@ -48,10 +48,10 @@ BENCHMARKS = {
         dataset="npz", model="small-cnn", trials=4, seeds=3, epochs=20, test_examples=500, claims="mnist",
         sets={"target_eps": "0.3", "train_steps": "10", "eval_steps": "20", "batch_size": "50"},
         needs_data_dir=True,
-        why="10,000 real MNIST digits (--data-dir mnist-10k.npz) on 2 CPU cores, 2.3 to 3.5 hours per method: "
-            "a search of about 25-45 min, then 3 seeds at once, each 9-36 CPU-min of training and 16-100 of the "
-            "standard evaluation of 500 points (mostly AutoAttack, on the points still standing: an "
-            "undefended model takes 1.4 hours in all; er-classifier, timed alone, ~3 h after its search). "
+        why="10,000 real MNIST digits (--data-dir mnist-10k.npz) on 2 CPU cores, 1.4 to 3.5 hours per method: "
+            "a search of about 25-70 min, then 3 seeds at once, each 9-36 CPU-min of training and 5-100 of the "
+            "standard evaluation of 500 points (mostly AutoAttack, on the points still standing: the "
+            "undefended model took 1.4 hours in all and atld 1.6; madry, tla and er-classifier about 3-3.3). "
             "Run --methods one at a time, then merge with orch leaderboard. 4 trials, 3 seeds, 500 test "
             "points (one accuracy to about ±4 points). 20 epochs from madry's learning curve "
             "(docs/benchmark/mnist-cpu/learning-curve.csv): its strong validation accuracy gains about "

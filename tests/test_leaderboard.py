@@ -279,3 +279,23 @@ def test_every_pair_is_compared_and_judged_by_both_flags():
     assert upper_bound[("middle", "twin")] == "not ranked (flagged)"
     collapsed = verdicts(Judged(["collapsed (1/2 seeds)"], UNREADABLE))
     assert collapsed[("strong", "middle")] == "not ranked (middle is flagged)"
+
+
+@pytest.mark.parametrize("autoattack_eps, says_only_here", [((TARGET,), True), ((TARGET / 2, TARGET), False)])
+def test_the_worst_case_figure_says_where_autoattack_ran(autoattack_eps, says_only_here, tmp_path):
+    """Below the target the worst case lacks AutoAttack when it ran at the target only, so part of
+    the curve's drop there is the stronger attack, not the ε: the figure's legend and caption say
+    so, and only when the records show it."""
+    from orchestrator.report.benchmark import _figures
+    from orchestrator.report.leaderboard import Estimate
+
+    rng = np.random.default_rng(0)
+    outcomes = model(rng, 0.95, 0.6)
+    outcomes.update({("pgd", TARGET / 2): outcomes[("clean", 0.0)]})
+    outcomes.update({("autoattack", eps): outcomes[("autoattack", TARGET)] for eps in autoattack_eps})
+    if TARGET not in autoattack_eps:
+        del outcomes[("autoattack", TARGET)]
+    row = {"method": "madry", "clean": Estimate(0.95, 0.93, 0.97), "worst": Estimate(0.6, 0.55, 0.65), "flags": ""}
+    (curve, caption), _ = _figures(tmp_path, [row], records("madry", outcomes), TARGET)
+    assert curve.is_file()
+    assert ("the only ε AutoAttack runs at" in caption) is says_only_here

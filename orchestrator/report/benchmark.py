@@ -228,12 +228,16 @@ def _figures(root: Path, board: list[dict[str, Any]], records: pd.DataFrame,
         series[r["method"]] = {"eps": [e for e, _ in points], "mean": [s.mean for _, s in points],
                                "low": [s.low for _, s in points], "high": [s.high for _, s in points],
                                "label": r["method"] + (" (flagged)" if r["flags"] else "")}
-    draw.save(draw.worst_vs_eps_bands(series, target_eps), root, "benchmark_worst_vs_eps")
+    autoattack_only_at_target = set(records.loc[records["attack"] == "autoattack", "eps"]) == {target_eps}
+    target_label = "target ε (AutoAttack runs here only)" if autoattack_only_at_target else "target ε"
+    draw.save(draw.worst_vs_eps_bands(series, target_eps, target_label), root, "benchmark_worst_vs_eps")
     draw.save(draw.clean_vs_worst_bars({r["method"]: (r["clean"], r["worst"], bool(r["flags"])) for r in board}),
               root, "benchmark_clean_vs_worst")
     return [(root / "benchmark_worst_vs_eps.png",
              "Worst-case test accuracy vs ε per method (mean over seeds and points; band: 95% two-way "
-             "bootstrap interval). Dotted: the target ε."),
+             "bootstrap interval). Dotted: the target ε"
+             + (", the only ε AutoAttack runs at: below it the curve is over the other attacks, so part of "
+                "a drop at it is AutoAttack's, not the ε's." if autoattack_only_at_target else ".")),
             (root / "benchmark_clean_vs_worst.png",
              "Clean vs worst-case accuracy at the target ε per method, with 95% intervals; hollow: flagged.")]
 

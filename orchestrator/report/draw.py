@@ -237,16 +237,17 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def worst_vs_eps_bands(series: Mapping[str, Mapping[str, Any]], target_eps: float) -> Figure:
+def worst_vs_eps_bands(series: Mapping[str, Mapping[str, Any]], target_eps: float,
+                       target_label: str = "target ε") -> Figure:
     """Per method: {"eps", "mean", "low", "high", "label"}: the worst-case accuracy and its
-    interval band."""
+    interval band; the target ε dotted, named in the legend by `target_label`."""
     fig, ax = _wide_figure()
     colors = method_colors(series)
     for method, s in sorted(series.items()):
         eps, mean, low, high = (np.asarray(s[k], dtype=float) for k in ("eps", "mean", "low", "high"))
         ax.plot(eps, mean, marker="o", markersize=3, color=colors[method], label=s["label"])
         ax.fill_between(eps, low, high, color=colors[method], alpha=0.2, linewidth=0)
-    ax.axvline(target_eps, color="grey", linestyle=":", linewidth=1)
+    ax.axvline(target_eps, color="grey", linestyle=":", linewidth=1, label=target_label)
     _accuracy_axes(ax, "ε (L∞, pixel units)")
     ax.set_title("Worst-case accuracy vs ε (95% intervals)", fontsize=9)
     ax.legend(fontsize=8)

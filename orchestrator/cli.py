@@ -218,7 +218,7 @@ def write_leaderboard(dirs: list[Path], out: Path, title: str,
     except (board.BenchmarkError, RecordsMismatch) as error:
         raise BadInput(str(error)) from None
     out.mkdir(parents=True, exist_ok=True)
-    title += f" ({merged.dataset} test split, target ε {merged.target_eps:g})"
+    title += f" ({merged.data_text()}, target ε {merged.target_eps:g})"
     written = board.write(out, title, merged)
     click.echo("\n" + written[0].read_text())
     return written, merged.rows, merged.dataset

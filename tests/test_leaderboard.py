@@ -2,6 +2,8 @@
 verdicts they must."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -299,3 +301,21 @@ def test_the_worst_case_figure_says_where_autoattack_ran(autoattack_eps, says_on
     (curve, caption), _ = _figures(tmp_path, [row], records("madry", outcomes), TARGET)
     assert curve.is_file()
     assert ("the only ε AutoAttack runs at" in caption) is says_only_here
+
+
+def test_the_leaderboard_names_the_data_file_not_its_path(tmp_path):
+    """The dataset "npz" names no file: the title says which (the same file lies at different
+    paths on the machines whose records merge); a torchvision folder is named by its dataset."""
+    import json
+
+    from orchestrator.report.benchmark import data_files
+
+    def sweep(name: str, data_dir: str | None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "sweep.json").write_text(json.dumps({"settings": {"data_dir": data_dir}}))
+        return folder
+
+    machines = [sweep("madry-seeds", "/work/shared/data/mnist-10k.npz"), sweep("afd-seeds", "/home/u/mnist-10k.npz")]
+    assert data_files(machines) == ("mnist-10k.npz",)
+    assert data_files([sweep("tla-seeds", "/data/mnist"), sweep("adr-seeds", None), tmp_path / "no-sweep-json"]) == ()

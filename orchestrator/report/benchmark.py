@@ -304,6 +304,23 @@ class Leaderboard:
     dataset: str
     reference: str
     pairs: list[dict[str, Any]]  # report.pairs: every method against every one below it
+    data_files: tuple[str, ...] = ()  # the --data-dir files' names (the dataset "npz" names no file)
+
+    def data_text(self) -> str:
+        """What the numbers were measured on, e.g. "npz test split of mnist-10k.npz"."""
+        return f"{self.dataset} test split" + (" of " + ", ".join(self.data_files) if self.data_files else "")
+
+
+def data_files(sweeps: list[Path]) -> tuple[str, ...]:
+    """The names of the data files the seed sweeps read (--data-dir as a file, in sweep.json), not
+    their folders: the same file lies at different paths on the machines whose records merge."""
+    names = set()
+    for sweep_dir in sweeps:
+        path = sweep_dir / "sweep.json"
+        data_dir = json.loads(path.read_text())["settings"].get("data_dir") if path.is_file() else None
+        if data_dir and Path(data_dir).suffix == ".npz":
+            names.add(Path(data_dir).name)
+    return tuple(sorted(names))
 
 
 def check_same_data(finished: pd.DataFrame) -> None:
@@ -350,4 +367,4 @@ def build(dirs: list[Path], reference: str | None = None) -> Leaderboard:
     judged = verdicts.judge(records, finished, target)
     board = rows(records, judged, info, target, CLAIMS_OF.get(dataset, dataset), reference)
     compared = pairs.pairs(board, records, target, judged, reference)
-    return Leaderboard(board, records, target, dataset, reference, compared)
+    return Leaderboard(board, records, target, dataset, reference, compared, data_files(sweeps))

@@ -239,3 +239,22 @@ def test_leaderboard_compares_with_the_reference_asked_for(tmp_path):
     wrong = _leaderboard(records, "-o", tmp_path / "wrong", "--reference", "nope")
     assert wrong.exit_code == 2 and wrong.stderr.startswith("orch: error: --reference nope: not among the merged methods")
     assert not (tmp_path / "wrong").exists()
+
+
+def test_each_seed_says_which_epoch_was_evaluated(tmp_path):
+    """On the committed mnist-cpu records, where early stopping took an early epoch for some seeds
+    (adr, atld): each seed's row says the epoch its trial evaluated, of the epochs it trained, so a
+    low clean accuracy there is read as an early epoch, not as noise."""
+    import pandas as pd
+
+    records = Path(__file__).parent.parent / "docs" / "benchmark" / "mnist-cpu" / "records"
+    result = _leaderboard(records, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    shown = pd.read_csv(tmp_path / "out" / "benchmark_seeds.csv")
+    trained = pd.concat(pd.read_parquet(path) for path in records.glob("*-seeds/trials.parquet"))
+    trained = trained[trained["status"] == "FINISHED"]
+    expected = {(m, s): (e, n) for m, s, e, n in trained[["method", "seed", "evaluated_epoch", "epochs_completed"]].itertuples(index=False)}
+    assert {(m, s): (e, n) for m, s, e, n in shown[["method", "seed", "evaluated_epoch", "epochs"]].itertuples(index=False)} == expected
+    atld = next(line for line in result.output.splitlines() if line.startswith("| atld | 1, 2, 3 |"))
+    seeds = trained[trained["method"] == "atld"].sort_values("seed")
+    assert atld.endswith(" | " + " / ".join(f"{e:.0f}" for e in seeds["evaluated_epoch"]) + " of 20 |")

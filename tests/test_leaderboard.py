@@ -159,8 +159,9 @@ def test_a_p_value_too_small_for_a_float_is_shown_as_a_bound_not_zero():
 
 def test_each_seed_is_shown_with_its_own_numbers_and_the_spread():
     """Seed 11's model (the records' first rows) lost 3 of 4 points, seed 10's none: each keeps its
-    own numbers, in seed order, and the spread is the gap between them."""
-    from orchestrator.report.benchmark import seed_cells
+    own numbers, in seed order, and the spread is the gap between them; seed 11 was evaluated at
+    its epoch 4 of 10, seed 10's trial (older records) does not say."""
+    from orchestrator.report.benchmark import seed_cells, seed_epochs
     ok = np.ones((2, 4), dtype=bool)
     pgd = ok.copy()
     pgd[0, :3] = False
@@ -168,8 +169,11 @@ def test_each_seed_is_shown_with_its_own_numbers_and_the_spread():
                              seeds=(11, 10)), TARGET)
     assert table[["seed", "clean", "autoattack", "worst"]].values.tolist() == [[10, 1.0, 1.0, 1.0],
                                                                               [11, 1.0, 1.0, 0.25]]
+    trials = pd.DataFrame([{"method": "m", "seed": 11, "evaluated_epoch": 4, "epochs_completed": 10},
+                           {"method": "m", "seed": 10, "evaluated_epoch": None, "epochs_completed": 10}])
+    table = table.merge(seed_epochs(trials), on=["method", "seed"], how="left")
     assert seed_cells([{"method": "m"}], table) == [["m", "10, 11", "100.0 / 100.0", "100.0 / 100.0",
-                                                     "100.0 / 25.0", "75.0"]]
+                                                     "100.0 / 25.0", "75.0", "— / 4 of 10"]]
 
 
 def test_a_failed_flag_says_the_value_it_judged_on_the_seeds_it_failed():

@@ -150,21 +150,32 @@ _LEGEND = ("Test accuracy in %, mean over seeds and test points, at the target �
           "lost (a run resumed from a checkpoint that did not carry it). Paper's claim: its own model and protocol, not comparable with these numbers.")
 
 
-SEEDS_HEADER = ["method", "seeds", "clean", "AutoAttack alone", "worst case", "worst case: best − worst seed"]
+SEEDS_HEADER = ["method", "seeds", "clean", "AutoAttack alone", "worst case", "worst case: best − worst seed",
+                "epoch evaluated"]
 SEEDS_LEGEND = ("Each seed's own accuracy at the target ε over the same test points, in %, seeds in increasing "
                 "order. The spread says how far one configuration's seeds fall apart; the intervals above "
-                "include it.")
+                "include it. Epoch evaluated: the epoch whose weights were tested (the best one under the "
+                "per-epoch validation PGD, the same rule for every method), of the epochs trained.")
 
 
 def seed_cells(board: list[dict[str, Any]], seeds: pd.DataFrame) -> list[list[str]]:
-    """Per method, in the leaderboard's order: the seeds and each metric seed by seed."""
+    """Per method, in the leaderboard's order: the seeds, each metric and the evaluated epoch seed
+    by seed."""
     out = []
     for r in board:
         mine = seeds[seeds["method"] == r["method"]]
         by_metric = [" / ".join("—" if np.isnan(v) else f"{100 * v:.1f}" for v in mine[m]) for m in METRICS]
         spread = mine["worst"].max() - mine["worst"].min()
-        out.append([r["method"], ", ".join(map(str, mine["seed"])), *by_metric, f"{100 * spread:.1f}"])
+        out.append([r["method"], ", ".join(map(str, mine["seed"])), *by_metric, f"{100 * spread:.1f}",
+                    _epochs_cell(mine)])
     return out
+
+
+def _epochs_cell(seeds: pd.DataFrame) -> str:
+    """E.g. "18 / 13 / 1 of 20"; — for a seed whose records do not say."""
+    evaluated = " / ".join("—" if pd.isna(e) else f"{e:.0f}" for e in seeds["evaluated_epoch"])
+    trained = seeds["epochs"].dropna().unique()
+    return evaluated + (f" of {trained[0]:.0f}" if len(trained) == 1 else "")
 
 
 def write(root: Path, title: str, merged: Leaderboard) -> list[Path]:
@@ -172,7 +183,7 @@ def write(root: Path, title: str, merged: Leaderboard) -> list[Path]:
     board, records, target_eps, reference = merged.rows, merged.records, merged.target_eps, merged.reference
     table = [cells(r) for r in board]
     head, said = header(reference), legend(reference)
-    seeds = per_seed(records, target_eps)
+    seeds = per_seed(records, target_eps).merge(merged.epochs, on=["method", "seed"], how="left")
     by_seed = seed_cells(board, seeds)
     every_pair, pairs_said = [pairs.cells(p) for p in merged.pairs], pairs.legend(len(merged.pairs))
     (root / TABLE_FILE).write_text("\n".join([
@@ -304,11 +315,20 @@ class Leaderboard:
     dataset: str
     reference: str
     pairs: list[dict[str, Any]]  # report.pairs: every method against every one below it
-    data_files: tuple[str, ...] = ()  # the --data-dir files' names (the dataset "npz" names no file)
+    data_files: tuple[str, ...]  # the --data-dir files' names (the dataset "npz" names no file)
+    epochs: pd.DataFrame  # seed_epochs: per (method, seed), the evaluated epoch and the epochs trained
 
     def data_text(self) -> str:
         """What the numbers were measured on, e.g. "npz test split of mnist-10k.npz"."""
         return f"{self.dataset} test split" + (" of " + ", ".join(self.data_files) if self.data_files else "")
+
+
+def seed_epochs(finished: pd.DataFrame) -> pd.DataFrame:
+    """Each fresh seed's evaluated epoch (early stopping's best validation epoch) and the epochs it
+    trained: an early epoch explains a low clean accuracy the per-seed table shows. NaN where the
+    records predate `evaluated_epoch`."""
+    frame = finished.reindex(columns=["method", "seed", "evaluated_epoch", "epochs_completed"])
+    return frame.rename(columns={"epochs_completed": "epochs"})
 
 
 def data_files(sweeps: list[Path]) -> tuple[str, ...]:
@@ -367,4 +387,5 @@ def build(dirs: list[Path], reference: str | None = None) -> Leaderboard:
     judged = verdicts.judge(records, finished, target)
     board = rows(records, judged, info, target, CLAIMS_OF.get(dataset, dataset), reference)
     compared = pairs.pairs(board, records, target, judged, reference)
-    return Leaderboard(board, records, target, dataset, reference, compared, data_files(sweeps))
+    return Leaderboard(board, records, target, dataset, reference, compared, data_files(sweeps),
+                       seed_epochs(finished))

@@ -11,12 +11,16 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
 from orchestrator import options
 from orchestrator.options import BadInput, shared, sweep_options
+
+if TYPE_CHECKING:
+    from orchestrator.report.benchmark import Leaderboard
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -182,8 +186,8 @@ def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int |
                f"{settings.test_examples or 'all'} test points per method")
     started = time.time()
     stages.run(root, settings, chosen, given, campaign_resume_command(root))
-    written, rows, dataset = write_leaderboard([root], root, f"`orch benchmark {preset}` ({root.name}): {settings.why}")
-    log_leaderboard(given["tracking_uri"], root.name, dataset, rows, written)
+    written, merged = write_leaderboard([root], root, f"`orch benchmark {preset}` ({root.name}): {settings.why}")
+    log_leaderboard(given["tracking_uri"], root.name, merged, written)
     click.echo(f"[orch] done in {time.time() - started:.0f} s: " + ", ".join(str(p) for p in written[:3]))
 
 
@@ -194,18 +198,37 @@ def benchmark(preset: str, methods: str | None, trials: int | None, seeds: int |
 @click.option("--reference", default=None, metavar="METHOD",
               help="The method every other is compared with (paired difference in worst-case accuracy, "
                    "McNemar's p, verdict), e.g. to ask whether trades is better than tla. Default: madry.")
-def leaderboard(benchmark_dirs: tuple[str, ...], output: str, reference: str | None) -> None:
+@click.option("--tracking-uri", default=None, metavar="URI",
+              help="Also log the merged leaderboard to this MLflow store, as `orch benchmark` logs its own: a "
+                   "parent run (the tables and figures as artifacts) with one child run per method (its "
+                   "numbers, verdict and flags). Default: not logged.")
+@click.option("--name", default=None,
+              help="The MLflow parent run's name (with --tracking-uri); logging again under the same name "
+                   "updates its runs. Default: the output folder's name.")
+def leaderboard(benchmark_dirs: tuple[str, ...], output: str, reference: str | None, tracking_uri: str | None,
+                name: str | None) -> None:
     """One leaderboard from several benchmark folders' per-example records (e.g. one method per
     machine or day), refused when they were measured on different test points or ε."""
-    write_leaderboard([Path(d) for d in benchmark_dirs], Path(output),
-                      "orch leaderboard of " + ", ".join(benchmark_dirs), reference)
+    # Lazy (see the module docstring): MLflow.
+    from orchestrator.tracking.benchmark import log_leaderboard
+    from orchestrator.tracking.runs import experiment_name
+
+    if name is not None and tracking_uri is None:
+        raise BadInput("--name names the MLflow run: give --tracking-uri too")
+    out = Path(output)
+    written, merged = write_leaderboard([Path(d) for d in benchmark_dirs], out,
+                                        "orch leaderboard of " + ", ".join(benchmark_dirs), reference)
+    if tracking_uri:
+        log_leaderboard(tracking_uri, name or out.resolve().name, merged, written)
+        click.echo(f"[orch] logged to MLflow: {tracking_uri} (experiment {experiment_name(merged.dataset)!r}, "
+                   f"parent run {name or out.resolve().name!r}, compared with {merged.reference})")
 
 
 def write_leaderboard(dirs: list[Path], out: Path, title: str,
-                      reference: str | None = None) -> tuple[list[Path], list[dict], str]:
+                      reference: str | None = None) -> tuple[list[Path], Leaderboard]:
     """Writes and prints the leaderboard of `dirs` into `out`, every method compared with
-    `reference` (default madry): (files written, its rows, the dataset); BadInput when they cannot
-    merge."""
+    `reference` (default madry): (files written, the report.benchmark.Leaderboard); BadInput when
+    they cannot merge."""
     # Lazy (see the module docstring): pandas, scipy, matplotlib.
     from orchestrator.report import benchmark as board
     from orchestrator.report.leaderboard import RecordsMismatch
@@ -221,7 +244,7 @@ def write_leaderboard(dirs: list[Path], out: Path, title: str,
     title += f" ({merged.data_text()}, target ε {merged.target_eps:g})"
     written = board.write(out, title, merged)
     click.echo("\n" + written[0].read_text())
-    return written, merged.rows, merged.dataset
+    return written, merged
 
 
 def campaign_resume_command(root: Path) -> str:

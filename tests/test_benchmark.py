@@ -258,3 +258,40 @@ def test_each_seed_says_which_epoch_was_evaluated(tmp_path):
     atld = next(line for line in result.output.splitlines() if line.startswith("| atld | 1, 2, 3 |"))
     seeds = trained[trained["method"] == "atld"].sort_values("seed")
     assert atld.endswith(" | " + " / ".join(f"{e:.0f}" for e in seeds["evaluated_epoch"]) + " of 20 |")
+
+
+def test_a_merged_leaderboard_is_logged_to_mlflow_once_per_reference(tmp_path):
+    """`orch leaderboard --tracking-uri` on the committed digits records: a parent run with one
+    child per method whose verdict and numbers are the leaderboard's; logging again adds no run;
+    the same records against trades are another parent, whose differences are named after trades
+    (a run never holds a difference to madry beside a verdict against trades)."""
+    records = Path(__file__).parent.parent / "docs" / "benchmark" / "digits" / "records"
+    uri = f"sqlite:///{tmp_path}/m.db"
+    for reference in ("madry", "madry", "trades"):
+        result = _leaderboard(records, "-o", tmp_path / reference, "--tracking-uri", uri, "--name", "digits-board",
+                              "--reference", reference)
+        assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("orch-digits").experiment_id
+    parents = {run.data.tags["orch.reference"]: run for run in
+               client.search_runs([experiment], "tags.`orch.benchmark` = 'digits-board'")}
+    assert set(parents) == {"madry", "trades"}
+    for reference, parent in parents.items():
+        board = {r["method"]: r for r in csv.DictReader((tmp_path / reference / "benchmark.csv").open())}
+        children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        assert sorted(run.data.tags["method"] for run in children) == sorted(board)
+        for run in children:
+            row = board[run.data.tags["method"]]
+            assert run.data.tags["verdict"] == row["verdict"]
+            assert run.data.metrics["worst_acc"] == pytest.approx(float(row["worst_mean"]))
+            named = {m for m in run.data.metrics if m.startswith("worst_vs_")}
+            assert named == (set() if row["verdict"] == "reference" else
+                             {f"worst_vs_{reference}", f"worst_vs_{reference}_low", f"worst_vs_{reference}_high"})
+    assert "benchmark.md" in {a.path for a in client.list_artifacts(parents["madry"].info.run_id)}
+
+
+def test_an_mlflow_run_name_without_a_store_is_refused(tmp_path):
+    records = Path(__file__).parent.parent / "docs" / "benchmark" / "digits" / "records"
+    result = _leaderboard(records, "-o", tmp_path / "out", "--name", "board")
+    assert result.exit_code == 2 and result.stderr.startswith("orch: error: --name names the MLflow run")
+    assert list(tmp_path.iterdir()) == []

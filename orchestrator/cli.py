@@ -215,13 +215,15 @@ def leaderboard(benchmark_dirs: tuple[str, ...], output: str, reference: str | N
 
     if name is not None and tracking_uri is None:
         raise BadInput("--name names the MLflow run: give --tracking-uri too")
-    out = Path(output)
-    written, merged = write_leaderboard([Path(d) for d in benchmark_dirs], out,
+    run_name = name or Path(output).resolve().name
+    if tracking_uri:
+        options.check_name("--name" if name else "--output", run_name)
+    written, merged = write_leaderboard([Path(d) for d in benchmark_dirs], Path(output),
                                         "orch leaderboard of " + ", ".join(benchmark_dirs), reference)
     if tracking_uri:
-        log_leaderboard(tracking_uri, name or out.resolve().name, merged, written)
+        log_leaderboard(tracking_uri, run_name, merged, written)
         click.echo(f"[orch] logged to MLflow: {tracking_uri} (experiment {experiment_name(merged.dataset)!r}, "
-                   f"parent run {name or out.resolve().name!r}, compared with {merged.reference})")
+                   f"parent run {run_name!r}, compared with {merged.reference})")
 
 
 def write_leaderboard(dirs: list[Path], out: Path, title: str,

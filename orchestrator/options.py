@@ -170,6 +170,13 @@ def shared(*names: str, **changed: dict[str, Any]) -> Callable:
     return decorate
 
 
+def check_name(flag: str, name: str) -> None:
+    """A run's name becomes a folder and is matched in MLflow's search filters, where a quote ends
+    the string: BadInput for a path, a hidden name or a quote."""
+    if any(c in name for c in "/\\'\"`") or name.startswith(".") or not name.strip():
+        raise BadInput(f"{flag} {name!r} must be a plain folder name (no /, \\, quotes or leading .)")
+
+
 def defaults() -> dict[str, Any]:
     """Every sweep setting at its default, as `orch sweep` would parse an empty command line."""
     return {option.name: option.default for option in SWEEP}

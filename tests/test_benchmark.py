@@ -289,9 +289,3 @@ def test_a_merged_leaderboard_is_logged_to_mlflow_once_per_reference(tmp_path):
                              {f"worst_vs_{reference}", f"worst_vs_{reference}_low", f"worst_vs_{reference}_high"})
     assert "benchmark.md" in {a.path for a in client.list_artifacts(parents["madry"].info.run_id)}
 
-
-def test_an_mlflow_run_name_without_a_store_is_refused(tmp_path):
-    records = Path(__file__).parent.parent / "docs" / "benchmark" / "digits" / "records"
-    result = _leaderboard(records, "-o", tmp_path / "out", "--name", "board")
-    assert result.exit_code == 2 and result.stderr.startswith("orch: error: --name names the MLflow run")
-    assert list(tmp_path.iterdir()) == []

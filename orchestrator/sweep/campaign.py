@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Sequence
 import click
 
 from orchestrator import options
-from orchestrator.options import BadInput
+from orchestrator.options import BadInput, check_name
 from orchestrator.records import parquet
 from orchestrator.report.reproduce import Preset
 from orchestrator.sweep.request import SweepRequest, build_request
@@ -24,6 +24,8 @@ def campaign_root(results_dir: str, name: str | None, default_name: str, resume:
     """The campaign's folder: new unless --resume, which needs --name and an existing folder."""
     if resume and not name:
         raise BadInput("--resume needs the --name of the run to continue")
+    if name:
+        check_name("--name", name)
     root = Path(results_dir) / (name or f"{default_name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if root.exists() and not resume:
         raise BadInput(f"{root} already exists; pick another --name (or continue it with --resume)")

@@ -22,7 +22,7 @@ from ray import tune
 from orchestrator import options
 from orchestrator.cluster.connect import (
     ClusterError, check_storage, concurrency, connect, disconnect, local_cluster, plan_gpus, resolve_address)
-from orchestrator.options import BadInput
+from orchestrator.options import BadInput, check_name
 from orchestrator.records.results import NO_TEST_EVALUATION, SweepInfo
 from orchestrator.records.storage import default_storage, experiment_path, normalise
 from orchestrator.sweep.preconditions import (
@@ -150,8 +150,7 @@ def build_request(settings: dict[str, Any], saved: SavedSweep | None = None) -> 
     # ASHA would judge each seed replicate alone, which is what --seeds is there to avoid.
     scheduler = s["scheduler"] or ("fifo" if s["seeds"] > 1 else default_scheduler(s["epochs"]))
     name = s["name"] or f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if "/" in name or name.startswith("."):
-        raise BadInput(f"--name {name!r} must be a plain folder name")
+    check_name("--name", name)
     sweep_dir = Path(s["results_dir"]) / name
     if sweep_dir.exists() and saved is None:
         raise BadInput(f"{sweep_dir} already exists; pick another --name (or continue it with --resume)")

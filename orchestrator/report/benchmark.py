@@ -286,14 +286,18 @@ def costs(seeds_sweep: Path) -> dict[str, float]:
             "eval_cpu_s": float(seeds["eval_cpu_s"].mean()) if "eval_cpu_s" in seeds else float("nan")}
 
 
+def _saved_sweep(sweep_dir: Path) -> dict[str, Any]:
+    """The sweep's sweep.json (what orchestrator.sweep.resume saved; report may not import it),
+    or {} where committed records came without it."""
+    path = sweep_dir / "sweep.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _cores_per_trial(sweep_dir: Path) -> int | None:
     """The cores each trial of the sweep held: as resolved when it started (sweep.json), else
     --cpus-per-trial as given (sweeps saved before the resolved value was); None when unknown."""
-    path = sweep_dir / "sweep.json"
-    if not path.is_file():
-        return None
-    saved = json.loads(path.read_text())
-    return saved.get("cpus_per_trial") or saved["settings"].get("cpus_per_trial")
+    saved = _saved_sweep(sweep_dir)
+    return saved.get("cpus_per_trial") or saved.get("settings", {}).get("cpus_per_trial")
 
 
 def config_text(trials: pd.DataFrame) -> str:
@@ -334,13 +338,8 @@ def seed_epochs(finished: pd.DataFrame) -> pd.DataFrame:
 def data_files(sweeps: list[Path]) -> tuple[str, ...]:
     """The names of the data files the seed sweeps read (--data-dir as a file, in sweep.json), not
     their folders: the same file lies at different paths on the machines whose records merge."""
-    names = set()
-    for sweep_dir in sweeps:
-        path = sweep_dir / "sweep.json"
-        data_dir = json.loads(path.read_text())["settings"].get("data_dir") if path.is_file() else None
-        if data_dir and Path(data_dir).suffix == ".npz":
-            names.add(Path(data_dir).name)
-    return tuple(sorted(names))
+    data_dirs = (_saved_sweep(sweep_dir).get("settings", {}).get("data_dir") for sweep_dir in sweeps)
+    return tuple(sorted({Path(d).name for d in data_dirs if d and Path(d).suffix == ".npz"}))
 
 
 def check_same_data(finished: pd.DataFrame) -> None:
